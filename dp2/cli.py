@@ -329,7 +329,9 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         cfg = load_anonymizer_config(config_path)
         overrides = list(opts)
         if dst is not None:
-            overrides.append(f"detector.score_threshold={dst}")
+            if "detector" not in cfg:
+                raise ConfigError(f"--dst: {config_path.name} has no top-level 'detector' to set the threshold of")
+            cfg.detector.score_threshold = dst  # added when the config relies on the default
         if device is not None:
             overrides.append(f"anonymizer.device={device!r}")
         apply_overrides(cfg, overrides)

@@ -1,0 +1,4 @@
+from .. import base
+
+anonymizer = base.anonymizer
+detector = base.detector
