@@ -21,7 +21,7 @@ setup(
         "pillow>=10.0",
         "opencv-python>=4.8",
         "onnxruntime>=1.16",
-        "av>=12.0",
+        "av>=14.0",
         "omegaconf>=2.3",
         "click>=8.1",
         "tqdm>=4.60",
