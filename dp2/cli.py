@@ -5,6 +5,7 @@ The CLI parses options, wires components, shows progress and sets the exit code:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ from .io.images import ImageError, load_image, resize_max_res, save_image
 from .io.sources import InputKind, array_frames, classify_path, list_media
 from .runner import FrameProcessor, LoopStats, run_frames
 from .structures import Frame
+from .weights import VERIFY_ENV_VAR, WEIGHTS_ENV_VAR, WeightsError
 
 logger = logging.getLogger("dp2")
 
@@ -207,6 +209,21 @@ def _person_overrides(cfg, person_generator: str | None, cse_person_generator: s
         raise click.UsageError(f"{flag}: replacing body generators arrives with full-body anonymization")
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables while models are built (weights lookup reads them)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _setup_logging(quiet: bool, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
@@ -258,6 +275,11 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
               help="Write every detection per image/frame to this JSON file.")
 @click.option("--detections", "detections_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Use detections from this JSON file (the --export-detections format) instead of a detector.")
+@click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder with model weights under their official file names (also $DP2_WEIGHTS_DIR); "
+                   "searched before the torch hub cache. Nothing is downloaded if the files are there.")
+@click.option("--no-verify-weights", is_flag=True,
+              help="Accept local weight files without checking their md5/sha256 (own or test checkpoints).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps. Default: the config's (CUDA if available).")
 @click.option("--codec", default=None, help="Video codec (e.g. libx264, libx265, libvpx-vp9). Default: by extension.")
 @click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality (x264/x265 CRF; lower = better).")
@@ -270,7 +292,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
          cache_dir: Path | None, amp: bool, truncation_value: float | None, track: bool, seed: int,
          person_generator: str | None, cse_person_generator: str | None, webcam: int | None, opts: tuple[str, ...],
          print_config: bool, keep_metadata: bool, export_detections: Path | None, detections_file: Path | None,
-         device: str | None, codec: str | None, crf: int | None, quiet: bool, debug: bool) -> None:
+         weights_dir: Path | None, no_verify_weights: bool, device: str | None, codec: str | None, crf: int | None, quiet: bool, debug: bool) -> None:
     """Anonymize every person in an image, a folder, a video or a webcam stream.
 
     \b
@@ -341,10 +363,21 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     if print_config:
         click.echo(config_to_yaml(cfg))
         return
+    env = {}
+    if weights_dir is not None:
+        if not weights_dir.is_dir():
+            raise click.BadParameter(f"{weights_dir} is not a folder", param_hint="--weights-dir")
+        env[WEIGHTS_ENV_VAR] = str(weights_dir)
+    if no_verify_weights:
+        env[VERIFY_ENV_VAR] = "0"
     try:
-        anonymizer = build_anonymizer(cfg)
+        with _environment(env):
+            anonymizer = build_anonymizer(cfg)
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
+    except WeightsError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_FAILED)
     _check_capabilities(anonymizer, config_path, truncation=truncation_value, mt=multi_modal_truncation,
                         amp_given=amp_given, track=track, kind=kind)
     logger.info("config %s, generators %s", config_path, {k: type(g).__name__ for k, g in anonymizer.generators.items()})

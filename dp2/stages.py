@@ -123,7 +123,7 @@ class FaceCropStage:
 
     @property
     def needs_keypoints(self) -> bool:
-        return bool(getattr(self.generator, "needs_keypoints", False))
+        return self.generator.needs_keypoints
 
     def _latents(self, seeds: list[int], options: SynthesisOptions, device) -> torch.Tensor | None:
         g = self.generator
@@ -132,7 +132,7 @@ class FaceCropStage:
         z = torch.cat([z_from_seed(s, g.z_channels) for s in seeds]).to(device)
         centers = None
         if options.multi_modal_truncation:
-            n_centers = g.num_centers if hasattr(g, "num_centers") else 0
+            n_centers = g.num_centers
             if n_centers:
                 centers = torch.tensor([s % n_centers for s in seeds], device=device)
             else:

@@ -29,7 +29,15 @@ class Generator(nn.Module):
 
     @property
     def supports_multi_modal_truncation(self) -> bool:
-        return False
+        return self.num_centers > 0
+
+    @property
+    def num_centers(self) -> int:
+        """Number of multi-modal truncation centres (0 = none)."""
+        return 0
+
+    #: True when ``forward`` needs ``keypoints`` [N, 7, 3] (DeepPrivacy1).
+    needs_keypoints: bool = False
 
     def map_latent(self, z: torch.Tensor | None, truncation_value: float = 0.0,
                    center_index: torch.Tensor | None = None) -> torch.Tensor | None:

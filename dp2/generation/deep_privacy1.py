@@ -168,6 +168,7 @@ class MSGGenerator(Generator):
         self.channels = ch
         self.imsize = (128, 128)
         self.z_channels = 512
+        self.needs_keypoints = True
         self.z_shape = (32, 4, 4)
         self.pose_size = 14
         self.resolutions = (4, 8, 16, 32, 64, 128)

@@ -178,8 +178,9 @@ class StyleGANUnet(Generator):
     # -- generator contract ---------------------------------------------------------------
 
     @property
-    def supports_multi_modal_truncation(self) -> bool:
-        return self.style_net.w_centers is not None
+    def num_centers(self) -> int:
+        centers = self.style_net.w_centers
+        return 0 if centers is None else int(centers.shape[0])
 
     def map_latent(self, z: torch.Tensor | None, truncation_value: float = 0.0,
                    center_index: torch.Tensor | None = None) -> torch.Tensor:

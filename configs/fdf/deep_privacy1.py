@@ -1,0 +1,5 @@
+"""DeepPrivacy1 MSG generator with its official checkpoint (DeepPrivacy2 configs/fdf/deep_privacy1.py)."""
+from dp2.config import LazyCall as L
+from dp2.generation.build import load_pretrained_generator
+
+generator = L(load_pretrained_generator)(kind="deep_privacy1")

@@ -1,0 +1,5 @@
+"""FDH CSE-guided body generator with its official checkpoint (DeepPrivacy2 configs/fdh/styleganL.py)."""
+from dp2.config import LazyCall as L
+from dp2.generation.build import load_pretrained_generator
+
+generator = L(load_pretrained_generator)(kind="fdh_cse")

@@ -1,0 +1,44 @@
+"""Drawing detections for ``--vd`` (boxes, scores, landmarks)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from .structures import Detections
+
+__all__ = ["draw_detections"]
+
+_FACE_COLOR = (0, 255, 0)
+_PERSON_COLOR = (255, 128, 0)
+_LANDMARK_COLORS = [(255, 0, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255)]
+
+
+def draw_detections(image: torch.Tensor, dets: Detections) -> torch.Tensor:
+    """A copy of uint8 [3, H, W] ``image`` with boxes, scores and landmarks drawn on it."""
+    canvas = np.ascontiguousarray(image.permute(1, 2, 0).cpu().numpy()).copy()
+    h, w = canvas.shape[:2]
+    thickness = max(1, round(max(h, w) / 600))
+    font_scale = max(0.35, max(h, w) / 1600)
+    if dets.persons is not None and len(dets.persons):
+        overlay = canvas.copy()
+        for mask in dets.persons.masks.cpu().numpy():
+            overlay[mask] = (0.5 * overlay[mask] + 0.5 * np.array(_PERSON_COLOR)).astype(np.uint8)
+        canvas = overlay
+        for box, score in zip(dets.persons.boxes_xyxy.tolist(), dets.persons.scores.tolist()):
+            _box(canvas, box, score, _PERSON_COLOR, thickness, font_scale)
+    if dets.faces is not None:
+        f = dets.faces
+        for i, (box, score) in enumerate(zip(f.boxes_xyxy.tolist(), f.scores.tolist())):
+            _box(canvas, box, score, _FACE_COLOR, thickness, font_scale)
+            if f.landmarks is not None:
+                for j, (x, y) in enumerate(f.landmarks[i].tolist()):
+                    cv2.circle(canvas, (round(x), round(y)), thickness + 1, _LANDMARK_COLORS[j % 5], -1)
+    return torch.from_numpy(canvas).permute(2, 0, 1).contiguous()
+
+
+def _box(canvas, box, score, color, thickness, font_scale) -> None:
+    x0, y0, x1, y1 = (int(v) for v in box)
+    cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), color, thickness)
+    cv2.putText(canvas, f"{score:.2f}", (x0, max(0, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, color,
+                max(1, thickness // 2), cv2.LINE_AA)
