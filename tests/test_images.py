@@ -5,7 +5,7 @@ from PIL import Image
 
 from dp2.io.images import ImageError, load_image, resize_max_res, save_image
 
-from conftest import make_image
+from helpers import make_image
 
 
 def roundtrip(tmp_path, pil: Image.Image, name: str, **save_kwargs):

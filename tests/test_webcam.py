@@ -12,7 +12,7 @@ from dp2.generation.latents import LatentSampler
 from dp2.io.webcam import WebcamSource, WindowSink
 from dp2.runner import FrameProcessor, run_frames
 
-from conftest import make_image
+from helpers import make_image
 
 
 class FakeCapture:
