@@ -7,6 +7,7 @@ import math
 import torch
 
 from .anonymizer import SynthesisOptions
+from .detection.deep_privacy1 import template_keypoints_from_boxes
 from .generation.base import Generator
 from .generation.latents import z_from_seed
 from .ops.batching import plan_batches
@@ -120,6 +121,7 @@ class FaceCropStage:
         self.expansion = expansion
         self.batch_size = batch_size
         self.feather_px = feather_px
+        self._warned_template = False
 
     @property
     def needs_keypoints(self) -> bool:
@@ -147,10 +149,15 @@ class FaceCropStage:
         boxes = instances.boxes_xyxy[order].cpu()
         keypoints = None
         if self.needs_keypoints:
-            if instances.landmarks is None or instances.landmarks.shape[1] < 7:
-                raise ValueError(f"{type(self.generator).__name__} needs 7 COCO keypoints per face "
-                                 "(use a DeepPrivacy1 detector)")
-            keypoints = instances.landmarks[order].cpu()
+            if instances.landmarks is not None and instances.landmarks.shape[1] >= 7:
+                keypoints = instances.landmarks[order].cpu()
+            else:
+                # Never skip a face for want of a skeleton: place the keypoints of a frontal face.
+                if not self._warned_template:
+                    logger.warning("%s needs 7 COCO keypoints per face; these detections have none, "
+                                   "using a face-box template", type(self.generator).__name__)
+                    self._warned_template = True
+                keypoints = template_keypoints_from_boxes(boxes)
         seeds = [next_seed() for _ in range(n)] if self.generator.has_latent else [0] * n
         side = self.generator.imsize[0]
         size_hw = tuple(image.shape[1:])

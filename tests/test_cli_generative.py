@@ -9,7 +9,7 @@ from PIL import Image
 
 from dp2.cli import main
 from dp2.generation.build import build_generator
-from dp2.weights import FDF128_WEIGHTS, FDF256_WEIGHTS
+from dp2.weights import DP1_WEIGHTS, FDF128_WEIGHTS, FDF256_WEIGHTS
 
 from helpers import REPO, make_image
 
@@ -24,6 +24,9 @@ def weights_dir(tmp_path_factory):
     for kind, spec in (("fdf256", FDF256_WEIGHTS), ("fdf128", FDF128_WEIGHTS)):
         G = build_generator(kind)
         torch.save({"EMA_generator": G.state_dict()}, d / spec.filename)
+    dp1 = build_generator("deep_privacy1")
+    torch.save({"running_average_generator": {"transition_step": 5, "transition_value": 1.0,
+                                              "parameters": dp1.state_dict()}}, d / DP1_WEIGHTS.filename)
     return d
 
 
@@ -37,7 +40,7 @@ def scene(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["face.py", "face_fdf128.py"])
+@pytest.mark.parametrize("config", ["face.py", "face_fdf128.py", "deep_privacy1.py"])
 def test_face_configs_run_with_random_full_size_weights(weights_dir, scene, config):
     tmp, arr = scene
     args = [str(REPO / "configs" / "anonymizers" / config), "-i", str(tmp / "in.png"), "-o", str(tmp / "out.png"),
