@@ -19,12 +19,21 @@ class CropBatch:
         boxes_xyxy: int64 [N, 4] source boxes in image pixels (half-open); may extend
             past the image. ``paste`` maps the crops back into these boxes.
         keypoints: optional float32 [N, K, 3] (x, y relative to the crop in [0, 1], visibility).
+        embedding: optional float32 [N, C, h, w] CSE surface embedding (bodies with CSE).
+        embedding_mask: optional float32 [N, 1, h, w], 1 where ``embedding`` is valid (DP2 ``E_mask``).
+        maskrcnn_mask: optional bool [N, 1, h, w], True = background (DP2 ``maskrcnn_mask``,
+            the undilated person mask inverted).
     """
 
     images: torch.Tensor
     keep_mask: torch.Tensor
     boxes_xyxy: torch.Tensor
     keypoints: torch.Tensor | None = None
+    embedding: torch.Tensor | None = None
+    embedding_mask: torch.Tensor | None = None
+    maskrcnn_mask: torch.Tensor | None = None
+
+    _OPTIONAL = ("keypoints", "embedding", "embedding_mask", "maskrcnn_mask")
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -35,8 +44,10 @@ class CropBatch:
             raise ValueError(f"keep_mask must be bool {list(expected)}, got {self.keep_mask.dtype} {list(self.keep_mask.shape)}")
         if tuple(self.boxes_xyxy.shape) != (n, 4):
             raise ValueError(f"boxes_xyxy must have shape [{n}, 4], got {list(self.boxes_xyxy.shape)}")
-        if self.keypoints is not None and self.keypoints.shape[0] != n:
-            raise ValueError(f"keypoints must have {n} rows, got {list(self.keypoints.shape)}")
+        for name in self._OPTIONAL:
+            value = getattr(self, name)
+            if value is not None and value.shape[0] != n:
+                raise ValueError(f"{name} must have {n} rows, got {list(value.shape)}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -45,17 +56,18 @@ class CropBatch:
     def size_hw(self) -> tuple[int, int]:
         return int(self.images.shape[2]), int(self.images.shape[3])
 
+    def _map(self, fn) -> "CropBatch":
+        values = {name: None if getattr(self, name) is None else fn(getattr(self, name))
+                  for name in ("images", "keep_mask", "boxes_xyxy") + self._OPTIONAL}
+        return replace(self, **values)
+
     def __getitem__(self, key) -> "CropBatch":
         if isinstance(key, int):
             key = slice(key, key + 1)
-        kp = None if self.keypoints is None else self.keypoints[key]
-        return replace(self, images=self.images[key], keep_mask=self.keep_mask[key],
-                       boxes_xyxy=self.boxes_xyxy[key], keypoints=kp)
+        return self._map(lambda t: t[key])
 
     def to(self, device) -> "CropBatch":
-        kp = None if self.keypoints is None else self.keypoints.to(device)
-        return replace(self, images=self.images.to(device), keep_mask=self.keep_mask.to(device),
-                       boxes_xyxy=self.boxes_xyxy.to(device), keypoints=kp)
+        return self._map(lambda t: t.to(device))
 
 
 @dataclass
