@@ -32,6 +32,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.4", "scikit-image>=0.21"],
+        # Offline person masks for the classic body configs (MediaPipe's selfie model, see
+        # dp2/detection/selfie.py for where the model file comes from and its limits).
+        "selfie": ["ai-edge-litert>=2.0"],
     },
     entry_points={"console_scripts": ["dp2-anonymize=dp2.cli:main"]},
     license="Apache-2.0",
