@@ -1,0 +1,199 @@
+"""``CSEDetector``: DensePose CSE person detection the way DeepPrivacy2 runs it.
+
+The model (:class:`~dp2.detection.cse.model.CSEModel`, pure PyTorch, no detectron2) is
+built and loaded lazily on the first call from the official model-zoo file
+``model_final_1d3314.pkl`` (found/downloaded through :mod:`dp2.weights`, read with the
+restricted unpickler of :mod:`dp2.detection.cse.pkl`).
+
+DP2's post-processing (:func:`postprocess_cse`):
+
+* ``xywh = (x0, y0, x1 - x0, y1 - y0)`` (float32), ``boxes_xyxy = round(x0, y0, x0 + w,
+  y0 + h)`` (half to even); boxes with ``x0 == x1`` or ``y0 == y1`` are dropped;
+* ``S = coarse_segm.argmax(1) == 1`` (ties go to background), ``E = embedding``;
+* ``im_segmentation[i, y0:y1, x0:x1] = nearest_resize(S[i], (y1 - y0, x1 - x0))``;
+* ``embed_map = normalize(features @ embeddings)``, [27554, 16].
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from dp2.weights import WeightSpec, WeightsError, resolve_weights
+
+from .config import CSEConfig
+from .model import CSEModel, CSEModelOutput, build_cse_model, load_cse_weights
+from .pkl import load_detectron2_pkl, load_vertex_features
+from .structures import CSEDetections
+
+__all__ = ["CSE_WEIGHTS", "CSEDetector", "SMPL_VERTEX_FEATURES", "postprocess_cse"]
+
+logger = logging.getLogger(__name__)
+
+#: Official DensePose CSE R-101-FPN DeepLab soft s1x weights (detectron2 model zoo). No
+#: checksum is published, so the file is recognised by name.
+CSE_WEIGHTS = WeightSpec(
+    filename="model_final_1d3314.pkl",
+    md5=None,
+    urls=("https://dl.fbaipublicfiles.com/densepose/cse/densepose_rcnn_R_101_FPN_DL_soft_s1x/250713061/"
+          "model_final_1d3314.pkl",),
+)
+
+#: SMPL LBO vertex features (DensePose's embedder ``INIT_FILE``). Only needed when a
+#: checkpoint lacks ``roi_heads.embedder.embedder_<mesh>.features`` (DensePose then keeps
+#: the values of this file); the official checkpoint is expected to carry them.
+SMPL_VERTEX_FEATURES = WeightSpec(
+    filename="phi_smpl_27554_256.pkl",
+    md5=None,
+    urls=("https://dl.fbaipublicfiles.com/densepose/data/cse/lbo/phi_smpl_27554_256.pkl",),
+)
+
+
+def postprocess_cse(output: CSEModelOutput, image_size_hw: tuple[int, int], embed_map: torch.Tensor) -> CSEDetections:
+    """DP2's ``CSEDetector`` post-processing of the model output (see the module docstring).
+
+    Args:
+        output: model output in original-image coordinates.
+        image_size_hw: (H, W) of the image.
+        embed_map: float [V, D] normalised vertex embeddings.
+
+    Returns:
+        CSEDetections on ``output``'s device.
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import resize
+
+    h, w = image_size_hw
+    b = output.boxes_xyxy.float()
+    bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]  # xywh as DensePose's extractor gives it
+    boxes = torch.stack((b[:, 0], b[:, 1], b[:, 0] + bw, b[:, 1] + bh), dim=1).round_().long()  # [N, 4]
+    keep = (boxes[:, 0] != boxes[:, 2]) & (boxes[:, 1] != boxes[:, 3])
+    boxes = boxes[keep]
+    S = output.coarse_segm[keep].argmax(dim=1) > 0  # [N, S, S]
+    E = output.embedding[keep]
+    im_seg = torch.zeros((boxes.shape[0], h, w), dtype=torch.bool, device=S.device)
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        pasted = resize(S[i][None].float(), [y1 - y0, x1 - x0], interpolation=InterpolationMode.NEAREST)
+        im_seg[i, y0:y1, x0:x1] = pasted[0] > 0
+    return CSEDetections(boxes_xyxy=boxes, scores=output.scores[keep].float(), S=S, E=E.float(),
+                         im_segmentation=im_seg, embed_map=embed_map, image_size_hw=(h, w))
+
+
+class CSEDetector:
+    """DensePose CSE (``densepose_rcnn_R_101_FPN_DL_soft_s1x``) person detector.
+
+    Args:
+        score_threshold: box score threshold in [0, 1] (strict ``>``; DP2 uses 0.3). Public
+            and mutable; read at every call.
+        weights: a model-zoo ``.pkl`` to load instead of looking up ``model_final_1d3314.pkl``.
+        weights_dir: extra directory searched first for ``model_final_1d3314.pkl`` (then
+            ``$DP2_WEIGHTS_DIR``, then the torch-hub cache, then the official URL).
+        download: allow downloading the weights when no local copy exists.
+        device: ``"cpu"``, ``"cuda"``, ...; None picks CUDA when available.
+        config: model settings; None = the official R-101 model (:class:`CSEConfig`).
+
+    The model (~85 M parameters) is built and loaded on the first call. Call the detector
+    with a uint8 RGB ``[3, H, W]`` tensor; it returns :class:`CSEDetections` on the CPU.
+    """
+
+    def __init__(self, *, score_threshold: float = 0.3, weights: str | os.PathLike | None = None,
+                 weights_dir: str | os.PathLike | None = None, download: bool = True,
+                 device: str | torch.device | None = None, config: CSEConfig | None = None) -> None:
+        from dp2.detection.dsfd import resolve_device
+
+        self.score_threshold = score_threshold
+        self.weights = Path(weights) if weights is not None else None
+        self.weights_dir = weights_dir
+        self.download = bool(download)
+        self.device = resolve_device(device)
+        self.config = config or CSEConfig()
+        self._model: CSEModel | None = None
+        self._embed_map: torch.Tensor | None = None
+
+    @property
+    def score_threshold(self) -> float:
+        return self._score_threshold
+
+    @score_threshold.setter
+    def score_threshold(self, value: float) -> None:
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {value}")
+        self._score_threshold = float(value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(score_threshold={self.score_threshold}, device={str(self.device)!r})"
+
+    @property
+    def model(self) -> CSEModel:
+        """The network with its weights (built and loaded on first access)."""
+        if self._model is None:
+            self._model = self._load_model()
+        return self._model
+
+    def embed_map(self) -> torch.Tensor:
+        """float32 [V, D] normalised mesh vertex embeddings (on the CPU, computed once)."""
+        if self._embed_map is None:
+            with torch.no_grad():
+                self._embed_map = self.model.embed_map().float().cpu()
+        return self._embed_map
+
+    def _load_model(self) -> CSEModel:
+        path = self.weights
+        if path is None:
+            path = resolve_weights(CSE_WEIGHTS, weights_dir=self.weights_dir, download=self.download)
+        elif not path.is_file():
+            raise WeightsError(f"CSE weights file {path} does not exist")
+        try:
+            arrays = load_detectron2_pkl(path)
+        except ValueError as err:
+            raise WeightsError(str(err)) from err
+        self._fill_vertex_features(arrays)
+        model = build_cse_model(self.config)
+        load_cse_weights(model, arrays, name=str(path))
+        logger.info("DensePose CSE detector: weights %s on %s", path, self.device)
+        return model.to(self.device)
+
+    def _fill_vertex_features(self, arrays: dict) -> None:
+        """DensePose's embedder init: vertex features from ``INIT_FILE`` where the checkpoint has none."""
+        prefix = f"roi_heads.embedder.embedder_{self.config.mesh_name}."
+        if prefix + "features" in arrays:
+            return
+        if self.config.mesh_name != "smpl_27554":
+            return  # no known INIT_FILE; the strict load reports the missing key
+        path = resolve_weights(SMPL_VERTEX_FEATURES, weights_dir=self.weights_dir, download=self.download)
+        try:
+            init = load_vertex_features(path)
+        except ValueError as err:
+            raise WeightsError(str(err)) from err
+        logger.info("CSE checkpoint has no vertex features; using %s", path)
+        for key, value in init.items():
+            arrays.setdefault(prefix + key, value)
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor) -> CSEDetections:
+        """Detect people with their CSE embeddings.
+
+        Args:
+            image: uint8 [3, H, W] RGB, any device.
+
+        Returns:
+            CSEDetections on the CPU, boxes in pixels of ``image``.
+
+        Raises:
+            TypeError: ``image`` is not a torch.Tensor.
+            ValueError: wrong dtype or shape.
+            WeightsError: the weights cannot be found or loaded.
+        """
+        from dp2.detection.dsfd import check_image
+
+        check_image(image)
+        size_hw = (int(image.shape[1]), int(image.shape[2]))
+        model = self.model
+        embed_map = self.embed_map()
+        if size_hw[0] == 0 or size_hw[1] == 0:
+            return CSEDetections.empty(size_hw, grid_size=self.config.heatmap_size, embed_map=embed_map)
+        out = model(image.to(self.device), score_thresh=self.score_threshold)
+        dets = postprocess_cse(out, size_hw, embed_map.to(self.device))
+        return dets.to("cpu")
