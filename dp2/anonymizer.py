@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
 
@@ -36,7 +36,7 @@ class Stage(Protocol):
     generator: Generator
 
     def anonymize(self, image: torch.Tensor, instances, *, next_seed: Callable[[], int],
-                  options: SynthesisOptions) -> torch.Tensor: ...
+                  options: SynthesisOptions, seeds: Sequence[int] | None = None) -> torch.Tensor: ...
 
 
 class Anonymizer:
@@ -87,7 +87,8 @@ class Anonymizer:
     @torch.inference_mode()
     def anonymize(self, image: torch.Tensor, detections: Detections | None = None, *,
                   next_seed: Callable[[], int] | None = None,
-                  options: SynthesisOptions = SynthesisOptions()) -> torch.Tensor:
+                  options: SynthesisOptions = SynthesisOptions(),
+                  seeds: dict[str, Sequence[int]] | None = None) -> torch.Tensor:
         """Anonymize every detection of a uint8 [3, H, W] RGB image; returns a new tensor.
 
         Args:
@@ -95,6 +96,8 @@ class Anonymizer:
             detections: precomputed detections (from a cache, a file, or :meth:`detect`).
             next_seed: returns one latent seed per generated instance (DP2's RNG protocol).
             options: truncation, multi-modal truncation, AMP.
+            seeds: per kind, one latent seed per instance in detection order (tracked identities);
+                kinds not given draw from ``next_seed``.
         """
         _check_image(image)
         if detections is None:
@@ -111,7 +114,8 @@ class Anonymizer:
                 if len(instances):
                     logger.warning("%d %s found but no stage handles them", len(instances), kind)
                 continue
-            out = stage.anonymize(out, instances.to(out.device), next_seed=next_seed, options=options)
+            out = stage.anonymize(out, instances.to(out.device), next_seed=next_seed, options=options,
+                                  seeds=None if seeds is None else seeds.get(kind))
         return out.cpu()
 
 

@@ -23,7 +23,7 @@ from .generation.latents import LatentSampler
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
 from .io.images import ImageError, load_image, resize_max_res, save_image
 from .io.sources import InputKind, array_frames, classify_path, list_media
-from .runner import FrameProcessor, LoopStats, run_frames
+from .runner import FrameProcessor, LoopStats, TemporalStage, run_frames
 from .structures import Frame
 from .weights import VERIFY_ENV_VAR, WEIGHTS_ENV_VAR, WeightsError
 
@@ -66,7 +66,15 @@ class RunContext:
     fps: float | None
     codec: str | None
     crf: int | None
+    temporal_fill: int = 5
+    temporal_fill_given: bool = False
+    track: bool = False
     stats: LoopStats = field(default_factory=LoopStats)
+
+    def temporal(self, max_gap: int | None = None) -> TemporalStage:
+        """Fresh tracking state for one stream (a video or the webcam)."""
+        return TemporalStage(next_seed=self.process.next_seed,
+                             max_gap=self.temporal_fill if max_gap is None else max_gap, track_seeds=self.track)
 
 
 # --- one input of each kind ------------------------------------------------------------------
@@ -122,11 +130,13 @@ def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str
 
         try:
             with writer:
-                stats = run_frames(all_frames(), ctx.process, emit, source_name=source_name, progress=bar)
+                stats = run_frames(all_frames(), ctx.process, emit, source_name=source_name, progress=bar,
+                                   temporal=ctx.temporal())
         finally:
             bar.close()
     ctx.stats.merge(stats)
-    logger.info("%s: %d frames at %.1f frames/s, detections %s", src, stats.frames, stats.fps, stats.detections)
+    logger.info("%s: %d frames at %.1f frames/s, detections %s, %d filled in gaps, %d shot cuts",
+                src, stats.frames, stats.fps, stats.detections, stats.filled, stats.shot_cuts)
 
 
 def _anonymize_file(src: Path, dst: Path, kind: InputKind, ctx: RunContext, source_name: str, position: int = 0) -> None:
@@ -173,7 +183,9 @@ def run_webcam(index: int, ctx: RunContext, capture_factory: Callable | None = N
     source = WebcamSource(index, max_res=ctx.max_res, capture_factory=capture_factory)
     sink = WindowSink(title="dp2 (q quits)")
     try:
-        stats = run_frames(source, ctx.process, sink, source_name=f"webcam:{index}")
+        # Gap filling holds frames back; live, only when asked for (--temporal-fill).
+        stats = run_frames(source, ctx.process, sink, source_name=f"webcam:{index}",
+                           temporal=ctx.temporal(ctx.temporal_fill if ctx.temporal_fill_given else 0))
     finally:
         source.close()
         sink.close()
@@ -193,10 +205,14 @@ def _check_capabilities(anonymizer: Anonymizer, config_path: Path, *, truncation
     elif mt and not anonymizer.supports_multi_modal_truncation:
         raise click.UsageError(f"--mt needs a generator with cluster centres (w_centers); {name} has none")
     if track:
-        if kind in (InputKind.VIDEO, InputKind.WEBCAM, InputKind.FOLDER):
-            raise click.UsageError("--track is not available yet in dp2 (tracking lands with the video-tracking "
-                                   "work); run without --track")
-        logger.warning("--track has no effect on a single image")
+        if not anonymizer.uses_latent:
+            raise click.UsageError(f"--track keeps one generated identity per person; {name} uses classic filters, "
+                                   "whose result does not depend on identity")
+        if kind is InputKind.IMAGE:
+            logger.warning("--track has no effect on a single image")
+        elif not truncation and not mt:
+            logger.warning("--track has no visible effect with -t 0: every identity is the average face "
+                           "(DeepPrivacy2 issue #14); use -t > 0 or --mt")
 
 
 def _person_overrides(cfg, person_generator: str | None, cse_person_generator: str | None) -> None:
@@ -262,6 +278,9 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 @click.option("-t", "--truncation_value", type=click.FloatRange(0, 1), default=None,
               help="Truncation: 0 = average identity (DeepPrivacy2's default), 1 = most diverse.")
 @click.option("--track", is_flag=True, help="Keep one identity per tracked person in videos.")
+@click.option("--temporal-fill", type=click.IntRange(min=0), default=None,
+              help="Videos: anonymize a face also in gaps of up to N frames where the detector missed it "
+                   "(interpolated box; holds N frames back). 0 disables. Default: 5 for videos, 0 for --webcam.")
 @click.option("--seed", type=int, default=0, help="Seed for the per-detection latent seeds.")
 @click.option("--person-generator", default=None, help="Generator config for persons without CSE.")
 @click.option("--cse-person-generator", default=None, help="Generator config for persons with CSE.")
@@ -289,7 +308,8 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_path: Path | None, visualize: bool,
          max_res: int | None, start_time: float | None, end_time: float | None, fps: float | None,
          dst: float | None, visualize_detection: bool, multi_modal_truncation: bool, cache: bool,
-         cache_dir: Path | None, amp: bool, truncation_value: float | None, track: bool, seed: int,
+         cache_dir: Path | None, amp: bool, truncation_value: float | None, track: bool,
+         temporal_fill: int | None, seed: int,
          person_generator: str | None, cse_person_generator: str | None, webcam: int | None, opts: tuple[str, ...],
          print_config: bool, keep_metadata: bool, export_detections: Path | None, detections_file: Path | None,
          weights_dir: Path | None, no_verify_weights: bool, device: str | None, codec: str | None, crf: int | None, quiet: bool, debug: bool) -> None:
@@ -398,7 +418,9 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     process = FrameProcessor(anonymizer, next_seed=sampler.next_seed, options=options,
                              visualize_detections=visualize_detection, cache=store, given=given, export=export)
     run = RunContext(process=process, max_res=max_res, keep_metadata=keep_metadata, visualize=visualize,
-                     start_time=start_time, end_time=end_time, fps=fps, codec=codec, crf=crf)
+                     start_time=start_time, end_time=end_time, fps=fps, codec=codec, crf=crf,
+                     temporal_fill=5 if temporal_fill is None else temporal_fill,
+                     temporal_fill_given=temporal_fill is not None, track=track)
 
     failures: list[tuple[Path, str]] = []
     try:
@@ -420,8 +442,11 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
 
     stats = run.stats
     if kind is not InputKind.WEBCAM and stats.frames:
-        click.echo(f"anonymized {stats.frames} frame(s): " + ", ".join(f"{n} {k}" for k, n in stats.detections.items())
-                   + (f" -> {output}" if output is not None else ""), err=True)
+        summary = ", ".join(f"{n} {k}" for k, n in stats.detections.items())
+        if stats.filled:
+            summary += f" (incl. {stats.filled} filled in detection gaps)"
+        click.echo(f"anonymized {stats.frames} frame(s): {summary}" + (f" -> {output}" if output is not None else ""),
+                   err=True)
     if failures:
         if kind is InputKind.FOLDER:
             click.echo(f"{len(failures)} file(s) failed:", err=True)

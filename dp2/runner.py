@@ -10,10 +10,11 @@ import torch
 
 from .anonymizer import Anonymizer, SynthesisOptions
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
-from .structures import Detections, Frame
+from .structures import Detections, FaceDetections, Frame
+from .tracking import BoxTracker, ShotCutDetector, TemporalFiller, TrackSeeds
 from .visualize import draw_detections
 
-__all__ = ["FrameProcessor", "LoopStats", "run_frames"]
+__all__ = ["FrameProcessor", "LoopStats", "TemporalStage", "run_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ class LoopStats:
     frames: int = 0
     detections: dict[str, int] = field(default_factory=dict)
     frames_with_detections: int = 0
+    filled: int = 0
+    shot_cuts: int = 0
     seconds: float = 0.0
 
     @property
@@ -40,6 +43,8 @@ class LoopStats:
     def merge(self, other: "LoopStats") -> None:
         self.frames += other.frames
         self.frames_with_detections += other.frames_with_detections
+        self.filled += other.filled
+        self.shot_cuts += other.shot_cuts
         self.seconds += other.seconds
         for kind, n in other.detections.items():
             self.detections[kind] = self.detections.get(kind, 0) + n
@@ -84,17 +89,75 @@ class FrameProcessor:
             self.export.add(name, frame.index, frame.time_s, dets)
         return dets
 
+    def render(self, frame: Frame, dets: Detections, seeds: dict[str, list[int]] | None = None) -> torch.Tensor:
+        """The anonymized frame (or the drawn detections with ``--vd``)."""
+        if self.visualize_detections:
+            return draw_detections(frame.image, dets)
+        return self.anonymizer.anonymize(frame.image, dets, next_seed=self.next_seed, options=self.options,
+                                         seeds=seeds)
+
     def __call__(self, frame: Frame, source_name: str | None = None) -> tuple[torch.Tensor, Detections]:
         dets = self.detections(frame, source_name)
-        if self.visualize_detections:
-            return draw_detections(frame.image, dets), dets
-        out = self.anonymizer.anonymize(frame.image, dets, next_seed=self.next_seed, options=self.options)
-        return out, dets
+        return self.render(frame, dets), dets
+
+
+class TemporalStage:
+    """What videos add over single images: tracks, stable identities, gap filling, shot cuts.
+
+    Faces are tracked across frames; a face seen before and after a gap of up to ``max_gap``
+    frames is anonymized in the gap at the interpolated box (frames are held back that many
+    frames for it). With ``track_seeds`` every track keeps one latent seed, so a generated
+    identity stays the same along the track (DeepPrivacy2's ``--track``). A shot cut ends all
+    tracks (no filling across it).
+
+    Args:
+        next_seed: seed source for new tracks (the run's :class:`~dp2.generation.latents.LatentSampler`).
+        max_gap: longest gap (frames) to fill; 0 disables filling (no latency).
+        track_seeds: one seed per track instead of one per detection.
+        shot_cuts: detect shot cuts and reset tracks there.
+    """
+
+    def __init__(self, *, next_seed, max_gap: int = 5, track_seeds: bool = False, shot_cuts: bool = True) -> None:
+        if max_gap < 0:
+            raise ValueError(f"max_gap must be >= 0, got {max_gap}")
+        self.tracker = BoxTracker(max_age=max(12, max_gap + 1))
+        self.filler = TemporalFiller(max_gap=max_gap)
+        self.cuts = ShotCutDetector() if shot_cuts else None
+        self.seeds = TrackSeeds(_SeedAdapter(next_seed)) if track_seeds else None
+        self.stats = LoopStats()
+
+    def push(self, frame: Frame, dets: Detections) -> list[tuple[Frame, Detections, dict | None]]:
+        """Add one frame; returns the frames that are ready, in order."""
+        released = []
+        if self.cuts is not None and self.cuts.is_cut(frame.image):
+            self.stats.shot_cuts += 1
+            released += self.filler.flush()
+            self.tracker.reset()
+        faces = dets.faces if dets.faces is not None else FaceDetections.empty(dets.image_size_hw)
+        ids = self.tracker.update(faces.boxes_xyxy, faces.scores)
+        released += self.filler.push(frame.index, faces, ids, payload=(frame, dets))
+        return [self._finish(r) for r in released]
+
+    def flush(self) -> list[tuple[Frame, Detections, dict | None]]:
+        return [self._finish(r) for r in self.filler.flush()]
+
+    def _finish(self, released) -> tuple[Frame, Detections, dict | None]:
+        frame, dets = released.payload
+        self.stats.filled += int(released.filled.sum())
+        faces = released.detections if dets.faces is not None else None
+        merged = Detections(image_size_hw=dets.image_size_hw, faces=faces, persons=dets.persons)
+        seeds = {"faces": self.seeds.seeds_for(released.track_ids)} if self.seeds is not None and faces is not None else None
+        return frame, merged, seeds
+
+
+class _SeedAdapter:
+    def __init__(self, next_seed) -> None:
+        self.next_seed = next_seed
 
 
 def run_frames(frames: Iterable[Frame], process: FrameProcessor,
                emit: Callable[[Frame, torch.Tensor], bool | None], *, source_name: str | None = None,
-               progress=None) -> LoopStats:
+               progress=None, temporal: TemporalStage | None = None) -> LoopStats:
     """Process every frame and hand each result to ``emit``; ``emit`` returning False stops the loop.
 
     Args:
@@ -103,15 +166,29 @@ def run_frames(frames: Iterable[Frame], process: FrameProcessor,
         emit: consumer of results (file writer, video encoder, window).
         source_name: name used to match/record detections (defaults to ``frame.source``).
         progress: optional tqdm-like object updated once per frame.
+        temporal: tracking / gap filling for videos and webcams (frames may be released late).
     """
     stats = LoopStats()
     start = time.perf_counter()
-    for frame in frames:
-        result, dets = process(frame, source_name)
+
+    def finish(frame: Frame, dets: Detections, seeds) -> bool:
         stats.add(dets)
         if progress is not None:
             progress.update(1)
-        if emit(frame, result) is False:
+        return emit(frame, process.render(frame, dets, seeds)) is not False
+
+    stopped = False
+    for frame in frames:
+        dets = process.detections(frame, source_name)
+        ready = temporal.push(frame, dets) if temporal is not None else [(frame, dets, None)]
+        if not all(finish(*item) for item in ready):
+            stopped = True
             break
+    if temporal is not None and not stopped:
+        for item in temporal.flush():
+            if not finish(*item):
+                break
+    if temporal is not None:
+        stats.filled, stats.shot_cuts = temporal.stats.filled, temporal.stats.shot_cuts
     stats.seconds = time.perf_counter() - start
     return stats

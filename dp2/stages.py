@@ -70,7 +70,7 @@ class RegionFilterStage:
             return scale_boxes(boxes_xyxy, max(self.mask_scale / 2 ** 0.5, 1.0))
         return scale_boxes(boxes_xyxy, self.mask_scale)
 
-    def anonymize(self, image, instances, *, next_seed, options):
+    def anonymize(self, image, instances, *, next_seed, options, seeds=None):
         if len(instances) == 0:
             return image
         h, w = image.shape[1:]
@@ -141,7 +141,7 @@ class FaceCropStage:
                 logger.warning("--mt: %s has no cluster centres; using unimodal truncation", type(g).__name__)
         return g.map_latent(z, options.truncation_value, centers)
 
-    def anonymize(self, image, instances: FaceDetections, *, next_seed, options):
+    def anonymize(self, image, instances: FaceDetections, *, next_seed, options, seeds=None):
         n = len(instances)
         if n == 0:
             return image
@@ -158,7 +158,14 @@ class FaceCropStage:
                                    "using a face-box template", type(self.generator).__name__)
                     self._warned_template = True
                 keypoints = template_keypoints_from_boxes(boxes)
-        seeds = [next_seed() for _ in range(n)] if self.generator.has_latent else [0] * n
+        if not self.generator.has_latent:
+            seeds = [0] * n
+        elif seeds is not None:  # tracked identities, given in detection order
+            if len(seeds) != n:
+                raise ValueError(f"got {len(seeds)} seeds for {n} faces")
+            seeds = [int(seeds[i]) for i in order.tolist()]
+        else:
+            seeds = [next_seed() for _ in range(n)]
         side = self.generator.imsize[0]
         size_hw = tuple(image.shape[1:])
         read = expand_face_boxes(boxes, size_hw, self.expansion)

@@ -33,3 +33,40 @@ anonymizer = L(Anonymizer)(detector="${{detector}}",
 """
 
 
+
+
+class SquareDetector:
+    """Test detector: the bright square of a synthetic frame is the "face", unless the frame carries
+    a miss flag (a bright 8x8 patch in the bottom-left corner), which simulates a detector miss."""
+
+    def __init__(self, *, score_threshold: float = 0.5) -> None:
+        self.score_threshold = score_threshold
+
+    def __call__(self, image):
+        import torch
+
+        from dp2.structures import FaceDetections
+
+        h, w = image.shape[1:]
+        size_hw = (int(h), int(w))
+        if image[:, h - 8:, :8].float().mean() > 200:
+            return FaceDetections.empty(size_hw)
+        bright = (image[:, : h - 8].float().mean(dim=0) > 230).nonzero()
+        if len(bright) == 0:
+            return FaceDetections.empty(size_hw)
+        y0, x0 = bright.min(dim=0).values.tolist()
+        y1, x1 = (bright.max(dim=0).values + 1).tolist()
+        return FaceDetections(boxes_xyxy=torch.tensor([[x0, y0, x1, y1]]), scores=torch.ones(1), image_size_hw=size_hw)
+
+
+def moving_square_frames(n: int = 30, h: int = 64, w: int = 96, misses=(5, 11, 12, 20)):
+    """Frames with a 12x12 white square moving right; frames in ``misses`` carry the miss flag."""
+    frames = []
+    for i in range(n):
+        image = np.full((h, w, 3), 60, np.uint8)
+        x = 4 + 2 * i
+        image[20:32, x:x + 12] = 255
+        if i in misses:
+            image[h - 8:, :8] = 250
+        frames.append(image)
+    return frames
