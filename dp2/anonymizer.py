@@ -2,32 +2,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 import torch
 
-from .generation.base import Generator
+from .generation.base import Generator, SynthesisOptions
+from .generation.classic import GaussianBlur
 from .structures import Detections, FaceDetections
 
-__all__ = ["Anonymizer", "SynthesisOptions", "Stage"]
+__all__ = ["Anonymizer", "SynthesisOptions", "Stage"]  # SynthesisOptions re-exported
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SynthesisOptions:
-    """Per-run choices that affect generative stages.
-
-    Attributes:
-        truncation_value: ``-t``: 0 = average identity (DP2's default), 1 = untruncated.
-        multi_modal_truncation: ``--mt``: truncate towards a cluster centre instead of ``w_avg``.
-        amp: autocast the generator on CUDA (fp16); no effect on CPU.
-    """
-
-    truncation_value: float = 0.0
-    multi_modal_truncation: bool = False
-    amp: bool = True
 
 
 class Stage(Protocol):
@@ -42,20 +27,29 @@ class Stage(Protocol):
 class Anonymizer:
     """Runs a detector and one stage per detection kind.
 
+    Every detection is anonymized: a kind the detector reports but no stage was configured for
+    is blurred by ``fallback`` (with a warning), never left as is.
+
     Args:
         detector: callable ``image uint8 [3, H, W] -> Detections | FaceDetections``.
         face: stage for faces, or None.
-        person: stage for person masks, or None.
+        person: stage for persons without CSE, or None.
+        cse_person: stage for persons with a CSE embedding, or None.
+        fallback: classic filter for kinds without a stage (default: Gaussian blur).
         device: where detection results and generators run (``"cpu"``, ``"cuda"``, ``"mps"``,
             or None to keep tensors where they are).
     """
 
     def __init__(self, *, detector: Callable, face: Stage | None = None, person: Stage | None = None,
+                 cse_person: Stage | None = None, fallback: Generator | None = None,
                  device: str | torch.device | None = None) -> None:
         self.detector = detector
-        self.stages: dict[str, Stage] = {k: v for k, v in (("faces", face), ("persons", person)) if v is not None}
+        self.stages: dict[str, Stage] = {k: v for k, v in (("faces", face), ("persons", person),
+                                                            ("cse_persons", cse_person)) if v is not None}
         if not self.stages:
-            raise ValueError("Anonymizer needs at least one stage (face= or person=)")
+            raise ValueError("Anonymizer needs at least one stage (face=, person= or cse_person=)")
+        self.fallback = fallback if fallback is not None else GaussianBlur()
+        self._fallback_stages: dict[str, Stage] = {}
         self.device = torch.device(device) if device is not None else None
         if self.device is not None:
             for stage in self.stages.values():
@@ -109,14 +103,22 @@ class Anonymizer:
             next_seed = _default_seeds()
         out = image.to(self.device) if self.device is not None else image
         for kind, instances in detections.items():
-            stage = self.stages.get(kind)
-            if stage is None:
-                if len(instances):
-                    logger.warning("%d %s found but no stage handles them", len(instances), kind)
+            if len(instances) == 0:
                 continue
+            stage = self.stages.get(kind) or self._fallback_stage(kind)
             out = stage.anonymize(out, instances.to(out.device), next_seed=next_seed, options=options,
                                   seeds=None if seeds is None else seeds.get(kind))
         return out.cpu()
+
+
+    def _fallback_stage(self, kind: str) -> Stage:
+        if kind not in self._fallback_stages:
+            from .stages import MaskFilterStage, RegionFilterStage
+
+            logger.warning("no stage configured for %s: anonymizing them with %s", kind, type(self.fallback).__name__)
+            stage = RegionFilterStage(generator=self.fallback) if kind == "faces" else MaskFilterStage(generator=self.fallback)
+            self._fallback_stages[kind] = stage
+        return self._fallback_stages[kind]
 
 
 def _default_seeds() -> Callable[[], int]:

@@ -165,8 +165,8 @@ def anonymize_folder(src: Path, dst: Path, ctx: RunContext) -> list[tuple[Path, 
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             _anonymize_file(path, out, classify_path(path), ctx, rel.as_posix(), position=1)
-        except KeyboardInterrupt:
-            raise
+        except (KeyboardInterrupt, WeightsError):
+            raise  # not about this file: stop the run
         except Exception as e:  # one broken file must not stop a folder run
             reason = str(e) or type(e).__name__
             logger.debug("failure on %s", path, exc_info=True)
@@ -216,18 +216,29 @@ def _check_capabilities(anonymizer: Anonymizer, config_path: Path, *, truncation
 
 
 def _person_overrides(cfg, person_generator: str | None, cse_person_generator: str | None) -> None:
+    """``--person-generator`` / ``--cse-person-generator``: swap a body stage's generator for the
+    ``generator`` node of another config file (e.g. configs/fdh/styleganL_nocse.py)."""
+    from .config import load_config
+
     for flag, value, key in (("--person-generator", person_generator, "person"),
                              ("--cse-person-generator", cse_person_generator, "cse_person")):
         if value is None:
             continue
-        if cfg.anonymizer.get(key) is None:
+        stage = cfg.anonymizer.get(key)
+        if stage is None or "generator" not in stage:
             raise click.UsageError(f"{flag}: this config has no {key.replace('_', ' ')} stage to replace the generator of")
-        raise click.UsageError(f"{flag}: replacing body generators arrives with full-body anonymization")
+        try:
+            other = load_config(value)
+        except ConfigError as e:
+            raise click.BadParameter(str(e), param_hint=flag) from e
+        if "generator" not in other:
+            raise click.BadParameter(f"{value} defines no 'generator'", param_hint=flag)
+        stage.generator = other.generator
 
 
 @contextlib.contextmanager
 def _environment(values: dict[str, str]):
-    """Set environment variables while models are built (weights lookup reads them)."""
+    """Set environment variables for the run (the weights lookup reads them), then restore them."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -390,9 +401,10 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         env[WEIGHTS_ENV_VAR] = str(weights_dir)
     if no_verify_weights:
         env[VERIFY_ENV_VAR] = "0"
+    # Detectors load their weights lazily, on the first frame: keep these for the whole run.
+    ctx.with_resource(_environment(env))
     try:
-        with _environment(env):
-            anonymizer = build_anonymizer(cfg)
+        anonymizer = build_anonymizer(cfg)
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
     except WeightsError as e:
@@ -436,6 +448,9 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     except KeyboardInterrupt:
         click.echo("interrupted: partial outputs were removed", err=True)
         sys.exit(130)
+    except WeightsError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_FAILED)
     finally:
         if export is not None:
             export.write()

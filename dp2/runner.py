@@ -145,7 +145,8 @@ class TemporalStage:
         frame, dets = released.payload
         self.stats.filled += int(released.filled.sum())
         faces = released.detections if dets.faces is not None else None
-        merged = Detections(image_size_hw=dets.image_size_hw, faces=faces, persons=dets.persons)
+        merged = Detections(image_size_hw=dets.image_size_hw, faces=faces, persons=dets.persons,
+                            cse_persons=dets.cse_persons)
         seeds = {"faces": self.seeds.seeds_for(released.track_ids)} if self.seeds is not None and faces is not None else None
         return frame, merged, seeds
 

@@ -6,11 +6,11 @@ import math
 
 import torch
 
-from .anonymizer import SynthesisOptions
 from .detection.deep_privacy1 import template_keypoints_from_boxes
-from .generation.base import Generator
+from .generation.base import Generator, SynthesisOptions
 from .generation.latents import z_from_seed
 from .ops.batching import plan_batches
+from .ops.body_crop import crop_persons
 from .ops.boxes import box_area, clip_boxes, expand_boxes_by_pixels, round_boxes_outward, scale_boxes
 from .ops.face_boxes import expand_face_boxes
 from .ops.face_crop import crop_faces, sort_by_area
@@ -18,7 +18,7 @@ from .ops.masks import region_alpha
 from .ops.paste import paste_crop
 from .structures import FaceDetections
 
-__all__ = ["RegionFilterStage", "FaceCropStage"]
+__all__ = ["BodyCropStage", "FaceCropStage", "MaskFilterStage", "RegionFilterStage"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,20 +127,6 @@ class FaceCropStage:
     def needs_keypoints(self) -> bool:
         return self.generator.needs_keypoints
 
-    def _latents(self, seeds: list[int], options: SynthesisOptions, device) -> torch.Tensor | None:
-        g = self.generator
-        if not g.has_latent:
-            return None
-        z = torch.cat([z_from_seed(s, g.z_channels) for s in seeds]).to(device)
-        centers = None
-        if options.multi_modal_truncation:
-            n_centers = g.num_centers
-            if n_centers:
-                centers = torch.tensor([s % n_centers for s in seeds], device=device)
-            else:
-                logger.warning("--mt: %s has no cluster centres; using unimodal truncation", type(g).__name__)
-        return g.map_latent(z, options.truncation_value, centers)
-
     def anonymize(self, image, instances: FaceDetections, *, next_seed, options, seeds=None):
         n = len(instances)
         if n == 0:
@@ -158,21 +144,14 @@ class FaceCropStage:
                                    "using a face-box template", type(self.generator).__name__)
                     self._warned_template = True
                 keypoints = template_keypoints_from_boxes(boxes)
-        if not self.generator.has_latent:
-            seeds = [0] * n
-        elif seeds is not None:  # tracked identities, given in detection order
-            if len(seeds) != n:
-                raise ValueError(f"got {len(seeds)} seeds for {n} faces")
-            seeds = [int(seeds[i]) for i in order.tolist()]
-        else:
-            seeds = [next_seed() for _ in range(n)]
+        seeds = instance_seeds(self.generator, n, next_seed, seeds, order)
         side = self.generator.imsize[0]
         size_hw = tuple(image.shape[1:])
         read = expand_face_boxes(boxes, size_hw, self.expansion)
         # A paste changes at most the face box (plus rounding of the nearest-resized mask).
         margin = torch.ceil((read[:, 2] - read[:, 0]).float() / side).long() + 2
         write = expand_boxes_by_pixels(boxes, margin)
-        device = next(iter(self.generator.parameters()), torch.empty(0, device=image.device)).device
+        device = _device_of(self.generator, image)
         out = image
         for group in plan_batches(read, write, self.batch_size):
             idx = torch.tensor(group)
@@ -180,13 +159,144 @@ class FaceCropStage:
                                keypoints_xy=None if keypoints is None else keypoints[idx])
             img = crops.images.to(device).float() / 127.5 - 1
             mask = crops.keep_mask.to(device).float()
-            latent = self._latents([seeds[i] for i in group], options, device)
+            latent = latents(self.generator, [seeds[i] for i in group], options, device)
             conditions = {} if crops.keypoints is None else {"keypoints": crops.keypoints.to(device)}
-            use_amp = options.amp and device.type == "cuda"
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                generated = self.generator(img, mask, latent, **conditions)
-            generated = ((generated.float() + 1) / 2).clamp(0, 1) * 255
+            generated = _generate(self.generator, img, mask, latent, conditions, options, device)
             for j in range(len(group)):
                 out = paste_crop(out, generated[j].to(out.device), crops.keep_mask[j], crops.boxes_xyxy[j],
                                  feather_px=self.feather_px)
+        return out
+
+
+def _device_of(generator: Generator, image: torch.Tensor) -> torch.device:
+    return next(iter(generator.parameters()), torch.empty(0, device=image.device)).device
+
+
+def instance_seeds(generator: Generator, n: int, next_seed, seeds, order: torch.Tensor) -> list[int]:
+    """One latent seed per instance in processing order: given (tracked, in detection order) or
+    drawn from ``next_seed`` (DP2: one draw per instance, in processing order)."""
+    if not generator.has_latent:
+        return [0] * n
+    if seeds is not None:
+        if len(seeds) != n:
+            raise ValueError(f"got {len(seeds)} seeds for {n} instances")
+        return [int(seeds[i]) for i in order.tolist()]
+    return [next_seed() for _ in range(n)]
+
+
+def latents(generator: Generator, seeds: list[int], options: SynthesisOptions, device) -> torch.Tensor | None:
+    """What ``generator.forward`` takes as latent for these seeds (DP2: z from each seed, then
+    truncation towards w_avg or, with --mt, towards centre ``seed % n_centers``)."""
+    if not generator.has_latent:
+        return None
+    z = torch.cat([z_from_seed(s, generator.z_channels) for s in seeds]).to(device)
+    centers = None
+    if options.multi_modal_truncation:
+        n_centers = generator.num_centers
+        if n_centers:
+            centers = torch.tensor([s % n_centers for s in seeds], device=device)
+        else:
+            logger.warning("--mt: %s has no cluster centres; using unimodal truncation", type(generator).__name__)
+    return generator.map_latent(z, options.truncation_value, centers)
+
+
+def _generate(generator: Generator, img, mask, latent, conditions, options: SynthesisOptions, device) -> torch.Tensor:
+    """Run the generator (fp16 autocast on CUDA with --amp) and map to float [0, 255]."""
+    use_amp = options.amp and device.type == "cuda"
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        generated = generator(img, mask, latent, **conditions)
+    return ((generated.float() + 1) / 2).clamp(0, 1) * 255
+
+
+class BodyCropStage:
+    """DeepPrivacy2's body anonymization (FDH generators, 288x160 crops), with or without CSE.
+
+    Instances come pre-processed and area-sorted from the detector (:class:`BodyDetections`); each
+    is cropped from the image holding the earlier pastes (independent ones are batched), generated
+    and pasted where its dilated mask is. Without a generator (its weights are missing), the
+    ``fallback`` filter anonymizes the dilated person mask instead: a person is never left as is.
+
+    Args:
+        generator: a body generator (``imsize`` (288, 160)); None to use the fallback only.
+        fallback: classic filter used when ``generator`` is None.
+        batch_size: most persons per generator call.
+    """
+
+    def __init__(self, *, generator: Generator | None, fallback: Generator | None = None, batch_size: int = 8) -> None:
+        if generator is None and fallback is None:
+            raise ValueError("BodyCropStage needs a generator or a fallback")
+        self.generator = generator if generator is not None else fallback
+        self.uses_fallback = generator is None
+        if self.uses_fallback:
+            logger.warning("body generator unavailable: persons are anonymized with %s over their dilated masks",
+                           type(fallback).__name__)
+            self._mask_stage = MaskFilterStage(generator=fallback)
+        self.batch_size = batch_size
+
+    def anonymize(self, image, instances, *, next_seed, options, seeds=None):
+        if self.uses_fallback:
+            return self._mask_stage.anonymize(image, instances, next_seed=next_seed, options=options)
+        n = len(instances)
+        if n == 0:
+            return image
+        g = self.generator
+        target = tuple(g.imsize)
+        seeds = instance_seeds(g, n, next_seed, seeds, torch.arange(n))  # already in processing order
+        boxes = instances.boxes_xyxy.cpu()
+        device = _device_of(g, image)
+        out = image
+        for group in plan_batches(boxes, boxes, self.batch_size):
+            idx = torch.tensor(group)
+            cse = instances.has_cse and getattr(g, "input_cse", True)
+            crops = crop_persons(out, boxes[idx], instances.keep_mask[idx], instances.maskrcnn_mask[idx],
+                                 instances.vertices[idx] if cse else None, instances.embed_map if cse else None,
+                                 instances.embedding_mask[idx] if cse else None, target_hw=target)
+            img = crops.images.to(device).float() / 127.5 - 1
+            mask = crops.keep_mask.to(device).float()
+            conditions = {}
+            if cse:
+                conditions = {"embedding": crops.embedding.to(device), "E_mask": crops.embedding_mask.to(device)}
+            latent = latents(g, [seeds[i] for i in group], options, device)
+            generated = _generate(g, img, mask, latent, conditions, options, device)
+            for j in range(len(group)):
+                out = paste_crop(out, generated[j].to(out.device), crops.keep_mask[j], crops.boxes_xyxy[j])
+        return out
+
+
+class MaskFilterStage:
+    """A classic filter over each person's mask at the image's own resolution.
+
+    The region is the person mask dilated by ``dilation`` x the person's height (at least 1 px),
+    so the outline is covered too. Persons are processed in the given (ascending area) order.
+
+    Args:
+        generator: a classic filter (:mod:`dp2.generation.classic`).
+        dilation: mask dilation relative to the person's box height.
+        context: margin of image content around the person the filter sees, relative to its size.
+    """
+
+    def __init__(self, *, generator: Generator, dilation: float = 0.02, context: float = 0.1) -> None:
+        if generator.has_latent:
+            raise ValueError("MaskFilterStage needs a classic filter, not a generative model")
+        self.generator = generator
+        self.dilation = dilation
+        self.context = context
+
+    def anonymize(self, image, instances, *, next_seed, options, seeds=None):
+        h, w = image.shape[1:]
+        out = image.clone()
+        for mask in instances.segmentation.to(image.device):
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            if len(ys) == 0:
+                continue
+            y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+            radius = max(1, round(self.dilation * (y1 - y0)))
+            margin = radius + round(self.context * max(y1 - y0, x1 - x0))
+            cy0, cy1, cx0, cx1 = max(0, y0 - margin), min(h, y1 + margin), max(0, x0 - margin), min(w, x1 + margin)
+            local = mask[cy0:cy1, cx0:cx1].float()[None, None]
+            region = torch.nn.functional.max_pool2d(local, 2 * radius + 1, stride=1, padding=radius)[0, 0] > 0
+            crop = out[:, cy0:cy1, cx0:cx1].float()[None] / 127.5 - 1
+            result = self.generator(crop, (~region).float()[None, None])
+            result_u8 = ((result[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+            out[:, cy0:cy1, cx0:cx1] = torch.where(region[None], result_u8, out[:, cy0:cy1, cx0:cx1])
         return out

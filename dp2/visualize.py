@@ -11,6 +11,7 @@ __all__ = ["draw_detections"]
 
 _FACE_COLOR = (0, 255, 0)
 _PERSON_COLOR = (255, 128, 0)
+_CSE_COLOR = (0, 128, 255)
 _LANDMARK_COLORS = [(255, 0, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255)]
 
 
@@ -20,13 +21,14 @@ def draw_detections(image: torch.Tensor, dets: Detections) -> torch.Tensor:
     h, w = canvas.shape[:2]
     thickness = max(1, round(max(h, w) / 600))
     font_scale = max(0.35, max(h, w) / 1600)
-    if dets.persons is not None and len(dets.persons):
-        overlay = canvas.copy()
-        for mask in dets.persons.masks.cpu().numpy():
-            overlay[mask] = (0.5 * overlay[mask] + 0.5 * np.array(_PERSON_COLOR)).astype(np.uint8)
-        canvas = overlay
-        for box, score in zip(dets.persons.boxes_xyxy.tolist(), dets.persons.scores.tolist()):
-            _box(canvas, box, score, _PERSON_COLOR, thickness, font_scale)
+    for kind, color in (("persons", _PERSON_COLOR), ("cse_persons", _CSE_COLOR)):
+        bodies = getattr(dets, kind)
+        if bodies is None or len(bodies) == 0:
+            continue
+        for mask in bodies.segmentation.cpu().numpy():
+            canvas[mask] = (0.5 * canvas[mask] + 0.5 * np.array(color)).astype(np.uint8)
+        for box, score in zip(bodies.dilated_boxes.tolist(), bodies.scores.tolist()):
+            _box(canvas, box, score, color, thickness, font_scale)
     if dets.faces is not None:
         f = dets.faces
         for i, (box, score) in enumerate(zip(f.boxes_xyxy.tolist(), f.scores.tolist())):

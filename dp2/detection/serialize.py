@@ -19,7 +19,8 @@ class DetectionFormatError(ValueError):
 def detections_to_dict(dets: Detections) -> dict[str, Any]:
     """Plain-dict form: ``{"size_hw": [H, W], "faces": [{"box", "score", "landmarks"?}, ...]}``.
 
-    Person masks are not exported (they would be huge); their boxes and scores are.
+    Person masks are not exported (they would be huge); their boxes and scores are, under
+    ``persons`` / ``cse_persons``. Only faces can be read back (``--detections``).
     """
     out: dict[str, Any] = {"size_hw": list(dets.image_size_hw)}
     if dets.faces is not None:
@@ -32,10 +33,12 @@ def detections_to_dict(dets: Detections) -> dict[str, Any]:
                 item["landmarks"] = [[round(float(x), 2), round(float(y), 2)] for x, y in f.landmarks[i].tolist()]
             faces.append(item)
         out["faces"] = faces
-    if dets.persons is not None:
-        p = dets.persons
-        out["persons"] = [{"box": [int(v) for v in p.boxes_xyxy[i].tolist()], "score": round(float(p.scores[i]), 5)}
-                          for i in range(len(p))]
+    for kind in ("persons", "cse_persons"):
+        bodies = getattr(dets, kind)
+        if bodies is not None:
+            # The box of the (dilated) person mask in the image; masks themselves are not exported.
+            out[kind] = [{"box": [int(v) for v in bodies.dilated_boxes[i].tolist()],
+                          "score": round(float(bodies.scores[i]), 5)} for i in range(len(bodies))]
     return out
 
 

@@ -13,10 +13,29 @@ Every generator is an ``nn.Module`` with
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-__all__ = ["Generator"]
+__all__ = ["Generator", "SynthesisOptions"]
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Per-run choices that affect generative stages.
+
+    Attributes:
+        truncation_value: ``-t``: 0 = average identity (DP2's default), 1 = untruncated.
+        multi_modal_truncation: ``--mt``: truncate towards a cluster centre instead of ``w_avg``.
+        amp: autocast the generator on CUDA (fp16); no effect on CPU.
+    """
+
+    truncation_value: float = 0.0
+    multi_modal_truncation: bool = False
+    amp: bool = True
+
+
 
 
 class Generator(nn.Module):

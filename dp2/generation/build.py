@@ -6,11 +6,12 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from ..weights import (DP1_WEIGHTS, FDF128_WEIGHTS, FDF256_WEIGHTS, FDH_CSE_WEIGHTS,
-                       FDH_NOCSE_WEIGHTS, WeightSpec, load_checkpoint, load_generator_state,
+                       FDH_NOCSE_WEIGHTS, WeightsError, WeightSpec, load_checkpoint, load_generator_state,
                        resolve_weights)
 from .base import Generator
 from .deep_privacy1 import MSGGenerator
@@ -33,6 +34,7 @@ _WEIGHTS: dict[str, WeightSpec] = {
     "fdh_nocse": FDH_NOCSE_WEIGHTS, "deep_privacy1": DP1_WEIGHTS,
 }
 GENERATOR_KINDS = tuple(_WEIGHTS)
+logger = logging.getLogger(__name__)
 _DP1_MINI_CHANNELS = {4: 32, 8: 32, 16: 32, 32: 32, 64: 16, 128: 8}
 
 
@@ -67,10 +69,22 @@ def build_generator(kind: str, *, mini: bool = False, **overrides: Any) -> Gener
 
 
 def load_pretrained_generator(kind: str, *, weights_dir: str | os.PathLike | None = None,
-                              download: bool = True, progress: bool = True) -> Generator:
-    """Build a released generator and load its official checkpoint (see :mod:`dp2.weights`)."""
+                              download: bool = True, progress: bool = True,
+                              optional: bool = False) -> Generator | None:
+    """Build a released generator and load its official checkpoint (see :mod:`dp2.weights`).
+
+    Args:
+        optional: return None (with a warning) instead of raising when the weights cannot be
+            found or downloaded; the caller then falls back to a classic filter.
+    """
     G = build_generator(kind)
-    path = resolve_weights(_WEIGHTS[kind], weights_dir=weights_dir, download=download,
-                           progress=progress)
+    try:
+        path = resolve_weights(_WEIGHTS[kind], weights_dir=weights_dir, download=download,
+                               progress=progress)
+    except WeightsError as err:
+        if not optional:
+            raise
+        logger.warning("%s generator unavailable (%s)", kind, str(err).splitlines()[0])
+        return None
     load_generator_state(G, load_checkpoint(path))
     return G.eval().requires_grad_(False)

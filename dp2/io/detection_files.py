@@ -73,7 +73,7 @@ class DetectionCache:
         return dets
 
     def put(self, image: torch.Tensor, dets: Detections) -> None:
-        if dets.persons is not None:
+        if dets.persons is not None or dets.cse_persons is not None:
             return  # person masks are not serialised; never cache a partial result
         write_json_atomic(self._path(image), {"version": FORMAT_VERSION, "settings_key": self.settings_key,
                                               "detections": detections_to_dict(dets)})

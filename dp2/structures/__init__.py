@@ -1,6 +1,6 @@
 """Typed values that flow between pipeline stages."""
 from .crops import CropBatch, Frame
-from .detections import FaceDetections, PersonDetections
+from .detections import BodyDetections, FaceDetections, PersonDetections
 from .detections_set import Detections
 
-__all__ = ["CropBatch", "Detections", "FaceDetections", "Frame", "PersonDetections"]
+__all__ = ["BodyDetections", "CropBatch", "Detections", "FaceDetections", "Frame", "PersonDetections"]

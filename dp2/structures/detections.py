@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["FaceDetections", "PersonDetections"]
+__all__ = ["BodyDetections", "FaceDetections", "PersonDetections"]
 
 
 def _check(cond: bool, message: str) -> None:
@@ -152,3 +152,61 @@ class PersonDetections(_Instances):
             masks=torch.zeros((0, h, w), dtype=torch.bool),
             image_size_hw=image_size_hw,
         )
+
+
+@dataclass(frozen=True)
+class BodyDetections(_Instances):
+    """People prepared for a body generator (DeepPrivacy2's ``PersonDetection`` /
+    ``CSEPersonDetection`` after ``pre_process``), in anonymization order (ascending mask area).
+
+    Attributes:
+        boxes_xyxy: int64 [N, 4] crop boxes (expanded to the generator's aspect; may leave the image).
+        scores: float32 [N] detector scores.
+        segmentation: bool [N, H, W] person masks in image pixels (Mask R-CNN, OR-ed with the CSE
+            mask for CSE persons).
+        keep_mask: bool [N, 1, h, w] crop-space mask, True = keep, False = the dilated person.
+        maskrcnn_mask: bool [N, 1, h, w] crop-space undilated mask, True = background.
+        dilated_boxes: int64 [N, 4] image-space boxes of the dilated masks (face de-duplication).
+        image_size_hw: (H, W).
+        vertices: int64 [N, 1, h, w] closest CSE mesh vertex per crop pixel, or None (no CSE).
+        embedding_mask: bool [N, 1, h, w] where the CSE embedding is valid, or None.
+        embed_map: float32 [V, C] vertex embeddings shared by all instances, or None.
+    """
+
+    boxes_xyxy: torch.Tensor
+    scores: torch.Tensor
+    segmentation: torch.Tensor
+    keep_mask: torch.Tensor
+    maskrcnn_mask: torch.Tensor
+    dilated_boxes: torch.Tensor
+    image_size_hw: tuple[int, int]
+    vertices: torch.Tensor | None = None
+    embedding_mask: torch.Tensor | None = None
+    embed_map: torch.Tensor | None = None
+
+    def _tensor_fields(self) -> list[str]:
+        return [name for name in super()._tensor_fields() if name != "embed_map"]
+
+    def __post_init__(self) -> None:
+        n = self.boxes_xyxy.shape[0]
+        _check(self.boxes_xyxy.dtype == torch.int64 and tuple(self.boxes_xyxy.shape) == (n, 4),
+               f"boxes_xyxy must be int64 [N, 4], got {self.boxes_xyxy.dtype} {list(self.boxes_xyxy.shape)}")
+        h, w = self.image_size_hw
+        _check(tuple(self.segmentation.shape) == (n, h, w) and self.segmentation.dtype == torch.bool,
+               f"segmentation must be bool [{n}, {h}, {w}], got {self.segmentation.dtype} {list(self.segmentation.shape)}")
+        for name in ("scores", "keep_mask", "maskrcnn_mask", "dilated_boxes"):
+            _check(getattr(self, name).shape[0] == n, f"{name} must have {n} rows, got {list(getattr(self, name).shape)}")
+        _check(self.keep_mask.ndim == 4 and self.keep_mask.dtype == torch.bool,
+               f"keep_mask must be bool [N, 1, h, w], got {self.keep_mask.dtype} {list(self.keep_mask.shape)}")
+        has_cse = [v is not None for v in (self.vertices, self.embedding_mask, self.embed_map)]
+        _check(all(has_cse) or not any(has_cse), "vertices, embedding_mask and embed_map go together")
+
+    @property
+    def has_cse(self) -> bool:
+        return self.vertices is not None
+
+    @classmethod
+    def cat(cls, items):
+        first = items[0]
+        out = super().cat(items)
+        return replace(out, embed_map=first.embed_map)

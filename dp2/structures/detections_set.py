@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .detections import FaceDetections, PersonDetections
+from .detections import BodyDetections, FaceDetections
 
 __all__ = ["Detections"]
 
@@ -12,20 +12,22 @@ __all__ = ["Detections"]
 class Detections:
     """What a detector found in one image.
 
-    Kinds are anonymized in field order (faces, then persons), matching DeepPrivacy2's
-    "later detections overwrite earlier ones".
+    Kinds are anonymized in field order (faces, then persons without CSE, then persons with
+    CSE), matching DeepPrivacy2's "later detections overwrite earlier ones".
 
     Attributes:
         image_size_hw: (H, W) of the image the detections refer to.
         faces: face boxes, or None when the detector does not look for faces.
-        persons: person masks, or None when the detector does not look for persons.
+        persons: people without a CSE embedding, or None when the detector does not look for them.
+        cse_persons: people with a CSE embedding, or None.
     """
 
     image_size_hw: tuple[int, int]
     faces: FaceDetections | None = None
-    persons: PersonDetections | None = None
+    persons: BodyDetections | None = None
+    cse_persons: BodyDetections | None = None
 
-    KINDS = ("faces", "persons")
+    KINDS = ("faces", "persons", "cse_persons")
 
     def items(self):
         """(kind, instances) pairs for the kinds present, in anonymization order."""
