@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dp2.detection.cse import (CSE_WEIGHTS, CSEConfig, CSEDetections, CSEDetector, CSEModelOutput, build_cse_model,
-                               closest_vertices, config_from_detectron2_yaml, postprocess_cse)
+                               config_from_detectron2_yaml, postprocess_cse)
+from dp2.ops.cse import closest_vertices
 from dp2.weights import WeightsError
 
 TINY = CSEConfig(resnet_depth=50, stem_out_channels=4, res2_out_channels=8, width_per_group=2,
@@ -80,7 +81,7 @@ def test_closest_vertices_matches_brute_force():
     E = torch.randn(16, 6, 7, generator=g)
     mask = torch.rand(6, 7, generator=g) > 0.3
     vm = torch.nn.functional.normalize(torch.randn(11, 16, generator=g), dim=1)
-    ids = closest_vertices(E, mask, vm, chunk_size=5)
+    ids = closest_vertices(E, mask, vm, chunk=5)
     brute = ((E.permute(1, 2, 0)[..., None, :] - vm) ** 2).sum(-1).argmin(-1)
     assert torch.equal(ids[mask], brute[mask]) and not ids[~mask].any()
 

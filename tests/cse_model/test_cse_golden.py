@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from dp2.detection.cse import (CSEConfig, CSEDetector, build_cse_model, closest_vertices, config_from_detectron2_yaml,
-                               embedding_to_crop, load_cse_weights, resize_shortest_edge_shape)
+from dp2.detection.cse import (CSEConfig, CSEDetector, build_cse_model, config_from_detectron2_yaml, load_cse_weights,
+                               resize_shortest_edge_shape)
+from dp2.ops.cse import closest_vertices, transform_embedding
 from dp2.detection.cse.roi_heads import DensePoseDeepLabHead
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,8 +229,9 @@ def test_dp2_vertices_112(detections, arrays):
 
 def test_dp2_demo_crop_vertices(detections, arrays):
     for i in range(len(detections)):
-        E, mask = embedding_to_crop(detections.E[i], detections.S[i], detections.boxes_xyxy[i].tolist(),
-                                    arrays["dp2_demo_exp_boxes"][i].tolist(), (288, 160))
+        E, mask = transform_embedding(detections.E[i], detections.S[i].long(), arrays["dp2_demo_exp_boxes"][i].tolist(),
+                                      detections.boxes_xyxy[i].tolist(), (288, 160))
+        mask = mask.reshape(mask.shape[-2:])
         x0, y0, x1, y1 = arrays["dp2_demo_rect_x0y0x1y1_in_288x160"][i].tolist()
         assert not E[:, :y0].any() and not E[:, y1:].any() and not E[:, :, :x0].any() and not E[:, :, x1:].any()
         assert np.array_equal(_np(mask), arrays["dp2_demo_E_mask_288x160"][i])

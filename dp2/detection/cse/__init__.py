@@ -10,10 +10,9 @@ from .model import CSEModel, CSEModelOutput, build_cse_model, load_cse_weights, 
     resize_shortest_edge_shape
 from .pkl import UnsafePickleError, load_detectron2_pkl, load_pickle_restricted, load_vertex_features
 from .structures import CSEDetections
-from .vertices import closest_vertices, embedding_to_crop
 
 __all__ = ["CSEConfig", "CSEDetections", "CSEDetector", "CSEModel", "CSEModelOutput", "CSE_WEIGHTS",
            "SMPL_VERTEX_FEATURES",
-           "UnsafePickleError", "build_cse_model", "closest_vertices", "config_from_detectron2_yaml",
-           "embedding_to_crop", "load_cse_weights", "load_detectron2_pkl", "load_pickle_restricted",
+           "UnsafePickleError", "build_cse_model", "config_from_detectron2_yaml",
+           "load_cse_weights", "load_detectron2_pkl", "load_pickle_restricted",
            "load_vertex_features", "postprocess_cse", "preprocess_image", "resize_shortest_edge_shape"]
