@@ -66,6 +66,7 @@ class RunContext:
     fps: float | None
     codec: str | None
     crf: int | None
+    lossless: bool = False
     temporal_fill: int = 5
     temporal_fill_given: bool = False
     track: bool = False
@@ -113,7 +114,7 @@ def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str
             raise ValueError(f"{src}: no video frames in the selected time range")
         out_fps = ctx.fps or info.fps
         start = ctx.start_time or 0.0
-        writer = VideoWriter(dst, fps=out_fps, size_hw=first.size_hw, codec=ctx.codec, crf=ctx.crf,
+        writer = VideoWriter(dst, fps=out_fps, size_hw=first.size_hw, codec=ctx.codec, crf=ctx.crf, lossless=ctx.lossless,
                              audio_from=src if info.has_audio else None,
                              audio_start_s=start, audio_end_s=ctx.end_time)
         bar = _progress(total=info.num_frames, desc=src.name, position=position)
@@ -313,6 +314,7 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps. Default: the config's (CUDA if available).")
 @click.option("--codec", default=None, help="Video codec (e.g. libx264, libx265, libvpx-vp9). Default: by extension.")
 @click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality (x264/x265 CRF; lower = better).")
+@click.option("--lossless", is_flag=True, help="Lossless video (x264 qp 0 / FFV1 / VP9 lossless): for datasets.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--debug", is_flag=True, help="Debug logging.")
 @click.pass_context
@@ -323,7 +325,8 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
          temporal_fill: int | None, seed: int,
          person_generator: str | None, cse_person_generator: str | None, webcam: int | None, opts: tuple[str, ...],
          print_config: bool, keep_metadata: bool, export_detections: Path | None, detections_file: Path | None,
-         weights_dir: Path | None, no_verify_weights: bool, device: str | None, codec: str | None, crf: int | None, quiet: bool, debug: bool) -> None:
+         weights_dir: Path | None, no_verify_weights: bool, device: str | None, codec: str | None, crf: int | None,
+         lossless: bool, quiet: bool, debug: bool) -> None:
     """Anonymize every person in an image, a folder, a video or a webcam stream.
 
     \b
@@ -430,7 +433,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     process = FrameProcessor(anonymizer, next_seed=sampler.next_seed, options=options,
                              visualize_detections=visualize_detection, cache=store, given=given, export=export)
     run = RunContext(process=process, max_res=max_res, keep_metadata=keep_metadata, visualize=visualize,
-                     start_time=start_time, end_time=end_time, fps=fps, codec=codec, crf=crf,
+                     start_time=start_time, end_time=end_time, fps=fps, codec=codec, crf=crf, lossless=lossless,
                      temporal_fill=5 if temporal_fill is None else temporal_fill,
                      temporal_fill_given=temporal_fill is not None, track=track)
 
