@@ -107,11 +107,12 @@ class FaceCropStage:
     Args:
         generator: a generator with ``imsize`` (square) and ``z_channels``.
         expansion: ``"simple"`` (FDF256, ``face.py``) or ``"fdf128"`` (FDF128, DeepPrivacy1).
-        batch_size: most faces per generator call (1 = DP2's loop).
+        batch_size: most faces per generator call (1 = DP2's loop); None = 16 on CUDA/MPS and 1 on
+            the CPU, where batching was measured to be slower (bench/bench_faces.py).
         feather_px: soft paste edge in pixels (0 = DP2's hard paste).
     """
 
-    def __init__(self, *, generator: Generator, expansion: str = "simple", batch_size: int = 16,
+    def __init__(self, *, generator: Generator, expansion: str = "simple", batch_size: int | None = None,
                  feather_px: int = 0) -> None:
         if generator.imsize is None or generator.imsize[0] != generator.imsize[1]:
             raise ValueError(f"FaceCropStage needs a generator with a square imsize, got {generator.imsize}")
@@ -153,7 +154,7 @@ class FaceCropStage:
         write = expand_boxes_by_pixels(boxes, margin)
         device = _device_of(self.generator, image)
         out = image
-        for group in plan_batches(read, write, self.batch_size):
+        for group in plan_batches(read, write, _batch_size(self.batch_size, device)):
             idx = torch.tensor(group)
             crops = crop_faces(out, boxes[idx], (side, side), self.expansion,
                                keypoints_xy=None if keypoints is None else keypoints[idx])
@@ -166,6 +167,13 @@ class FaceCropStage:
                 out = paste_crop(out, generated[j].to(out.device), crops.keep_mask[j], crops.boxes_xyxy[j],
                                  feather_px=self.feather_px)
         return out
+
+
+def _batch_size(batch_size: int | None, device: torch.device, accelerated: int = 16) -> int:
+    """Batching pays off on GPUs; on CPUs one instance per call was faster (bench/bench_faces.py)."""
+    if batch_size is not None:
+        return batch_size
+    return accelerated if device.type in ("cuda", "mps") else 1
 
 
 def _device_of(generator: Generator, image: torch.Tensor) -> torch.device:
@@ -219,10 +227,11 @@ class BodyCropStage:
     Args:
         generator: a body generator (``imsize`` (288, 160)); None to use the fallback only.
         fallback: classic filter used when ``generator`` is None.
-        batch_size: most persons per generator call.
+        batch_size: most persons per generator call; None = 8 on CUDA/MPS, 1 on the CPU.
     """
 
-    def __init__(self, *, generator: Generator | None, fallback: Generator | None = None, batch_size: int = 8) -> None:
+    def __init__(self, *, generator: Generator | None, fallback: Generator | None = None,
+                 batch_size: int | None = None) -> None:
         if generator is None and fallback is None:
             raise ValueError("BodyCropStage needs a generator or a fallback")
         self.generator = generator if generator is not None else fallback
@@ -245,7 +254,7 @@ class BodyCropStage:
         boxes = instances.boxes_xyxy.cpu()
         device = _device_of(g, image)
         out = image
-        for group in plan_batches(boxes, boxes, self.batch_size):
+        for group in plan_batches(boxes, boxes, _batch_size(self.batch_size, device, accelerated=8)):
             idx = torch.tensor(group)
             cse = instances.has_cse and getattr(g, "input_cse", True)
             crops = crop_persons(out, boxes[idx], instances.keep_mask[idx], instances.maskrcnn_mask[idx],

@@ -13,11 +13,11 @@ from ..detectors.full_body import detector
 
 anonymizer = L(Anonymizer)(
     detector="${detector}",
-    cse_person=L(BodyCropStage)(generator=L(load_pretrained_generator)(kind="fdh_cse"), batch_size=8),
+    cse_person=L(BodyCropStage)(generator=L(load_pretrained_generator)(kind="fdh_cse"), batch_size=None),
     person=L(BodyCropStage)(
         generator=L(load_pretrained_generator)(kind="fdh_nocse", optional=True),
         fallback=L(GaussianBlur)(sigma_fraction=0.05),
-        batch_size=8,
+        batch_size=None,
     ),
     device=None,
 )

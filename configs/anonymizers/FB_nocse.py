@@ -9,6 +9,6 @@ from dp2.stages import BodyCropStage
 detector = L(FullBodyDetector)(person_detector=L(MaskRCNNPersonDetector)(score_threshold=0.3), target_hw=(288, 160))
 anonymizer = L(Anonymizer)(
     detector="${detector}",
-    person=L(BodyCropStage)(generator=L(load_pretrained_generator)(kind="fdh_nocse"), batch_size=8),
+    person=L(BodyCropStage)(generator=L(load_pretrained_generator)(kind="fdh_nocse"), batch_size=None),
     device=None,
 )

@@ -19,6 +19,6 @@ detector = L(DeepPrivacy1Detector)(
 )
 anonymizer = L(Anonymizer)(
     detector="${detector}",
-    face=L(FaceCropStage)(generator="${generator}", expansion="fdf128", batch_size=16, feather_px=0),
+    face=L(FaceCropStage)(generator="${generator}", expansion="fdf128", batch_size=None, feather_px=0),
     device=None,
 )

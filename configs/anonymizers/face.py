@@ -8,6 +8,6 @@ from ..fdf.stylegan import generator
 
 anonymizer = L(Anonymizer)(
     detector="${detector}",
-    face=L(FaceCropStage)(generator="${generator}", expansion="simple", batch_size=16, feather_px=0),
+    face=L(FaceCropStage)(generator="${generator}", expansion="simple", batch_size=None, feather_px=0),
     device=None,
 )

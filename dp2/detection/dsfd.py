@@ -32,10 +32,11 @@ import torch
 from torch import nn
 
 from dp2.structures.detections import FaceDetections
+from dp2.detection.base import LazyModelDetector, check_image, resolve_device
 from dp2.weights import WeightSpec, WeightsError, load_checkpoint, resolve_weights
 
 __all__ = ["DSFD_MEAN_RGB", "DSFD_WEIGHTS", "DSFD_WEIGHTS_LOKE_NAME", "DSFDFaceDetector", "build_dsfd_network",
-           "check_image", "find_dsfd_weights", "postprocess_dsfd", "preprocess_dsfd", "resolve_device"]
+           "find_dsfd_weights", "postprocess_dsfd", "preprocess_dsfd"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,22 +83,6 @@ def find_dsfd_weights(weights_dir: str | os.PathLike | None = None, download: bo
         except WeightsError:
             continue
     return resolve_weights(DSFD_WEIGHTS, weights_dir=weights_dir, download=download)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a ``torch.device``; None picks CUDA when available, else the CPU.
-
-    Raises:
-        ValueError: ``device`` names a backend that is not available (CUDA or MPS).
-    """
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available")
-    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device} requested but MPS is not available")
-    return device
 
 
 def build_dsfd_network() -> nn.Module:
@@ -190,7 +175,7 @@ def postprocess_dsfd(raw: torch.Tensor, image_size_hw: tuple[int, int], *, score
     return FaceDetections(boxes_xyxy=boxes_xyxy, scores=scores, image_size_hw=(height, width))
 
 
-class DSFDFaceDetector:
+class DSFDFaceDetector(LazyModelDetector):
     """DSFD ResNet-152 face detector with DeepPrivacy2's pre- and post-processing.
 
     Args:
@@ -211,28 +196,16 @@ class DSFDFaceDetector:
     scores, no landmarks).
     """
 
+    weight_spec = DSFD_WEIGHTS
+
     def __init__(self, *, score_threshold: float = 0.3, nms_iou_threshold: float = 0.3,
                  weights_dir: str | os.PathLike | None = None, weights_path: str | os.PathLike | None = None,
                  download: bool = True, device: str | torch.device | None = None) -> None:
-        self.score_threshold = score_threshold
+        super().__init__(score_threshold=score_threshold, weights_dir=weights_dir, weights_path=weights_path,
+                         download=download, device=device)
         if not 0.0 < nms_iou_threshold <= 1.0:
             raise ValueError(f"nms_iou_threshold must be in (0, 1], got {nms_iou_threshold}")
         self.nms_iou_threshold = float(nms_iou_threshold)
-        self.weights_dir = weights_dir
-        self.weights_path = Path(weights_path) if weights_path is not None else None
-        self.download = bool(download)
-        self.device = resolve_device(device)
-        self._network: nn.Module | None = None
-
-    @property
-    def score_threshold(self) -> float:
-        return self._score_threshold
-
-    @score_threshold.setter
-    def score_threshold(self, value: float) -> None:
-        if not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {value}")
-        self._score_threshold = float(value)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(score_threshold={self.score_threshold}, "
@@ -241,14 +214,16 @@ class DSFDFaceDetector:
     @property
     def network(self) -> nn.Module:
         """The DSFD network with its weights (built and loaded on first access)."""
-        if self._network is None:
-            self._network = self._load_network()
-        return self._network
+        return self.model
 
-    def _load_network(self) -> nn.Module:
-        path = self.weights_path
-        if path is None:
-            path = find_dsfd_weights(self.weights_dir, download=self.download)
+    def weights_file(self) -> Path:
+        # Also finds DP2 caches that stored the file under the long loke-ID name.
+        if self.weights_path is not None:
+            return self.weights_path
+        return find_dsfd_weights(self.weights_dir, download=self.download)
+
+    def _load_model(self) -> nn.Module:
+        path = self.weights_file()
         state = load_checkpoint(path)
         net = build_dsfd_network()
         try:
@@ -289,11 +264,3 @@ class DSFDFaceDetector:
         return dets.to("cpu")
 
 
-def check_image(image) -> None:
-    """Raise unless ``image`` is a uint8 ``[3, H, W]`` tensor (H or W may be 0)."""
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor (uint8 [3, H, W] RGB), got {type(image).__name__}")
-    if image.dtype != torch.uint8:
-        raise ValueError(f"image must be uint8 [3, H, W] RGB, got dtype {image.dtype}")
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must have shape [3, H, W] (RGB, channels first), got {list(image.shape)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dp2.detection.dsfd import check_image, resolve_device
+from dp2.detection.base import LazyModelDetector, check_image
 from dp2.weights import WeightSpec, WeightsError, load_checkpoint, resolve_weights
 
 __all__ = ["COCO_KEYPOINT_NAMES", "KEYPOINT_RCNN_WEIGHTS", "KeypointRCNNPersonDetector", "PersonKeypoints",
@@ -104,7 +104,7 @@ def build_keypoint_rcnn() -> nn.Module:
     return model.eval()
 
 
-class KeypointRCNNPersonDetector:
+class KeypointRCNNPersonDetector(LazyModelDetector):
     """Keypoint R-CNN person keypoints, with DeepPrivacy2's input and score filter.
 
     Args:
@@ -120,40 +120,16 @@ class KeypointRCNNPersonDetector:
     tensor; it returns CPU :class:`PersonKeypoints`.
     """
 
+    weight_spec = KEYPOINT_RCNN_WEIGHTS
+
     def __init__(self, *, score_threshold: float = 0.3, weights_dir: str | os.PathLike | None = None,
                  weights_path: str | os.PathLike | None = None, download: bool = True,
                  device: str | torch.device | None = None) -> None:
-        self.score_threshold = score_threshold
-        self.weights_dir = weights_dir
-        self.weights_path = Path(weights_path) if weights_path is not None else None
-        self.download = bool(download)
-        self.device = resolve_device(device)
-        self._model: nn.Module | None = None
-
-    @property
-    def score_threshold(self) -> float:
-        return self._score_threshold
-
-    @score_threshold.setter
-    def score_threshold(self, value: float) -> None:
-        if not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {value}")
-        self._score_threshold = float(value)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(score_threshold={self.score_threshold}, device={str(self.device)!r})"
-
-    @property
-    def model(self) -> nn.Module:
-        """The Keypoint R-CNN model with its weights (built and loaded on first access)."""
-        if self._model is None:
-            self._model = self._load_model()
-        return self._model
+        super().__init__(score_threshold=score_threshold, weights_dir=weights_dir, weights_path=weights_path,
+                         download=download, device=device)
 
     def _load_model(self) -> nn.Module:
-        path = self.weights_path
-        if path is None:
-            path = resolve_weights(KEYPOINT_RCNN_WEIGHTS, weights_dir=self.weights_dir, download=self.download)
+        path = self.weights_file()
         state = load_checkpoint(path)
         model = build_keypoint_rcnn()
         try:

@@ -32,7 +32,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from dp2.detection.dsfd import check_image, resolve_device
+from dp2.detection.base import LazyModelDetector, check_image
 from dp2.structures import PersonDetections
 from dp2.weights import WeightSpec, WeightsError, load_checkpoint, resolve_weights
 
@@ -164,7 +164,7 @@ def _check_unit(name: str, value: float, *, open_interval: bool = False) -> floa
     return value
 
 
-class MaskRCNNPersonDetector:
+class MaskRCNNPersonDetector(LazyModelDetector):
     """Mask R-CNN v2 person instance segmentation with DeepPrivacy2's thresholds.
 
     Args:
@@ -185,17 +185,15 @@ class MaskRCNNPersonDetector:
     tensor; it returns CPU :class:`PersonDetections` (boxes computed from the masks).
     """
 
+    weight_spec = MASKRCNN_V2_WEIGHTS
+
     def __init__(self, *, score_threshold: float = 0.3, mask_threshold: float = 0.5,
                  weights_dir: str | os.PathLike | None = None, weights_path: str | os.PathLike | None = None,
                  download: bool = True, device: str | torch.device | None = None,
                  min_size: int = 800, max_size: int = 1333) -> None:
-        self._model: nn.Module | None = None
-        self.score_threshold = score_threshold
         self.mask_threshold = mask_threshold
-        self.weights_dir = weights_dir
-        self.weights_path = Path(weights_path) if weights_path is not None else None
-        self.download = bool(download)
-        self.device = resolve_device(device)
+        super().__init__(score_threshold=score_threshold, weights_dir=weights_dir, weights_path=weights_path,
+                         download=download, device=device)
         if int(min_size) < 1 or int(max_size) < int(min_size):
             raise ValueError(f"need 1 <= min_size <= max_size, got min_size={min_size}, max_size={max_size}")
         self.min_size, self.max_size = int(min_size), int(max_size)
@@ -222,17 +220,8 @@ class MaskRCNNPersonDetector:
         return (f"{type(self).__name__}(score_threshold={self.score_threshold}, "
                 f"mask_threshold={self.mask_threshold}, device={str(self.device)!r})")
 
-    @property
-    def model(self) -> nn.Module:
-        """The Mask R-CNN model with its weights (built and loaded on first access)."""
-        if self._model is None:
-            self._model = self._load_model()
-        return self._model
-
     def _load_model(self) -> nn.Module:
-        path = self.weights_path
-        if path is None:
-            path = resolve_weights(MASKRCNN_V2_WEIGHTS, weights_dir=self.weights_dir, download=self.download)
+        path = self.weights_file()
         state = load_checkpoint(path)
         model = build_maskrcnn_v2(score_threshold=self.score_threshold, min_size=self.min_size,
                                   max_size=self.max_size)

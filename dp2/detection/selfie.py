@@ -77,7 +77,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dp2.detection.dsfd import check_image
+from dp2.detection.base import check_image
 from dp2.structures import PersonDetections
 from dp2.weights import WeightsError
 

@@ -101,7 +101,7 @@ class FakeNet(torch.nn.Module):
 def _detector_with(raw, **kwargs) -> tuple[DSFDFaceDetector, FakeNet]:
     det = DSFDFaceDetector(device="cpu", download=False, **kwargs)
     net = FakeNet(torch.tensor(raw, dtype=torch.float32))
-    det._network = net
+    det._model = net
     return det, net
 
 
@@ -149,14 +149,14 @@ def test_detector_rejects_bad_images(image, error):
 def test_empty_image_gives_empty_detections_without_loading(tmp_path):
     det = DSFDFaceDetector(weights_dir=tmp_path, download=False, device="cpu")
     dets = det(torch.zeros(3, 0, 16, dtype=torch.uint8))
-    assert len(dets) == 0 and dets.image_size_hw == (0, 16) and det._network is None
+    assert len(dets) == 0 and dets.image_size_hw == (0, 16) and det._model is None
 
 
 def test_construction_is_lazy_and_missing_weights_fail_on_first_call(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.delenv("DP2_WEIGHTS_DIR", raising=False)
     det = DSFDFaceDetector(weights_dir=tmp_path, download=False, device="cpu")  # must not touch files
-    assert det._network is None
+    assert det._model is None
     with pytest.raises(WeightsError, match="WIDERFace_DSFD_RES152.pth"):
         det(torch.zeros(3, 8, 8, dtype=torch.uint8))
 

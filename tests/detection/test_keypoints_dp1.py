@@ -267,7 +267,8 @@ def test_random_weights_load_through_weights_dir_env(tmp_path, monkeypatch):
     model = build_keypoint_rcnn()
     torch.save(model.state_dict(), tmp_path / kp.KEYPOINT_RCNN_WEIGHTS.filename)
     # random weights cannot have the real file's sha256: accept the file by name here
-    monkeypatch.setattr(kp, "KEYPOINT_RCNN_WEIGHTS", dataclasses.replace(kp.KEYPOINT_RCNN_WEIGHTS, sha256=None))
+    monkeypatch.setattr(kp.KeypointRCNNPersonDetector, "weight_spec",
+                        dataclasses.replace(kp.KEYPOINT_RCNN_WEIGHTS, sha256=None))
     monkeypatch.setenv("DP2_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
 

@@ -153,7 +153,8 @@ def test_random_weights_fail_the_sha256_check(random_weights_dir, isolated_weigh
 
 
 def test_a_foreign_state_dict_is_rejected(tmp_path, isolated_weights, monkeypatch):
-    monkeypatch.setattr(mr, "MASKRCNN_V2_WEIGHTS", dataclasses.replace(mr.MASKRCNN_V2_WEIGHTS, sha256=None))
+    monkeypatch.setattr(mr.MaskRCNNPersonDetector, "weight_spec",
+                        dataclasses.replace(mr.MASKRCNN_V2_WEIGHTS, sha256=None))
     path = tmp_path / mr.MASKRCNN_V2_WEIGHTS.filename
     torch.save({"backbone.body.conv1.weight": torch.zeros(64, 3, 7, 7)}, path)
     det = MaskRCNNPersonDetector(weights_dir=tmp_path, download=False, device="cpu")

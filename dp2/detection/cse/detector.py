@@ -101,7 +101,7 @@ class CSEDetector:
     def __init__(self, *, score_threshold: float = 0.3, weights: str | os.PathLike | None = None,
                  weights_dir: str | os.PathLike | None = None, download: bool = True,
                  device: str | torch.device | None = None, config: CSEConfig | None = None) -> None:
-        from dp2.detection.dsfd import resolve_device
+        from dp2.detection.base import resolve_device
 
         self.score_threshold = score_threshold
         self.weights = Path(weights) if weights is not None else None
@@ -186,7 +186,7 @@ class CSEDetector:
             ValueError: wrong dtype or shape.
             WeightsError: the weights cannot be found or loaded.
         """
-        from dp2.detection.dsfd import check_image
+        from dp2.detection.base import check_image
 
         check_image(image)
         size_hw = (int(image.shape[1]), int(image.shape[2]))
