@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--videos", nargs="*", default=["egoblur_gen1_test_video.mp4", "fr_short_hamilton_clip.mp4"])
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
     parser.add_argument("--skip-images", action="store_true")
+    parser.add_argument("--dp2-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for dp2, e.g. detector.upscale=None (single-pass detector)")
     args = parser.parse_args()
     if not CORPUS.is_dir():
         sys.exit(f"{CORPUS} not found")
@@ -112,7 +114,8 @@ def main() -> None:
             export = work / f"{src.stem}_dets.json"
             out = work / f"dp2_{src.name}"
             dp2_s, dp2_mem = timed([sys.executable, str(REPO / "anonymize.py"), str(CONFIG), "-i", str(src), "-o", str(out),
-                                    "--export-detections", str(export), "-q"], env)
+                                    "--export-detections", str(export), "-q",
+                                    *[a for opt in args.dp2_opt for a in ("--opt", opt)]], env)
             deface_out = work / f"deface_{src.name}"
             if src.is_dir():
                 # deface takes a folder and writes <name>_anonymized<ext> beside each file.
@@ -128,6 +131,7 @@ def main() -> None:
     head = (f"{'input':28s} {'frames':>6s} {'dp2 fps':>8s} {'deface fps':>10s} {'speed x':>7s} {'dp2 MiB':>8s} "
             f"{'deface MiB':>10s} {'mem x':>6s} {'dp2 faces':>9s} {'deface faces':>12s} {'faces x':>7s} "
             f"{'frames w/ face dp2/deface':>25s}")
+    print(f"dp2 config: {CONFIG.relative_to(REPO)} {' '.join('--opt ' + o for o in args.dp2_opt)}")
     print(head)
     print("-" * len(head))
     for label, n, s1, s2, m1, m2, f1, f2, w1, w2 in rows:

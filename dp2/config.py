@@ -235,8 +235,26 @@ def _has_key(cfg: DictConfig, key: str) -> bool:
     return True
 
 
+def _target_parameters(cfg: DictConfig, parent: str) -> list[str]:
+    """Keyword parameters of the callable a ``_target_`` node at ``parent`` would build."""
+    import inspect
+
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(node, DictConfig) or TARGET_KEY not in node:
+        return []
+    try:
+        signature = inspect.signature(_locate(node[TARGET_KEY]))
+    except (ConfigError, TypeError, ValueError):
+        return []
+    return [name for name, p in signature.parameters.items()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and name != "self"]
+
+
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     """Apply ``key=value`` overrides in place (and return ``cfg``).
+
+    A key may also name a constructor argument the config leaves at its default
+    (``detector.upscale=None`` when ``detector`` is a ``LazyCall`` of a class taking ``upscale``).
 
     Raises:
         ConfigError: malformed override or unknown key (with did-you-mean suggestions).
@@ -246,8 +264,12 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
             raise ConfigError(f"override {item!r} must look like key=value")
         key, _, text = item.partition("=")
         key = key.strip()
+        parent, _, leaf = key.rpartition(".")
+        if not _has_key(cfg, key) and leaf in _target_parameters(cfg, parent):
+            OmegaConf.update(cfg, key, parse_value(text), merge=False, force_add=True)
+            continue
         if not _has_key(cfg, key):
-            candidates = flat_keys(cfg)
+            candidates = flat_keys(cfg) + [f"{parent}.{p}" if parent else p for p in _target_parameters(cfg, parent)]
             close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key {key!r}.{hint}")

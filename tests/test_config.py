@@ -89,3 +89,11 @@ def test_shipped_configs_load():
     for path in files:
         cfg = load_config(path)
         assert "anonymizer" in cfg, path
+
+
+def test_override_may_name_a_constructor_default():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "anonymizers" / "traditional" / "face" / "pixelation8.py")
+    apply_overrides(cfg, ["anonymizer.face.context=0.5"])
+    assert cfg.anonymizer.face.context == 0.5
+    with pytest.raises(ConfigError, match="Did you mean: anonymizer.face.context"):
+        apply_overrides(cfg, ["anonymizer.face.contex=0.5"])
