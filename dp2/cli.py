@@ -104,11 +104,13 @@ def anonymize_image_file(src: Path, dst: Path, ctx: RunContext, source_name: str
 
 
 def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str, position: int = 0) -> None:
+    from .io.overlap import BackgroundWriter, prefetch
     from .io.video import VideoReader, VideoWriter
 
     with VideoReader(src, start_time=ctx.start_time, end_time=ctx.end_time, fps=ctx.fps) as reader:
         info = reader.info
-        frames = array_frames(iter(reader), str(src), ctx.max_res)
+        # Decoding runs ahead in its own thread (bounded), encoding behind in another.
+        frames = prefetch(array_frames(iter(reader), str(src), ctx.max_res), size=8)
         first = next(frames, None)
         if first is None:
             raise ValueError(f"{src}: no video frames in the selected time range")
@@ -119,22 +121,23 @@ def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str
                              audio_start_s=start, audio_end_s=ctx.end_time)
         bar = _progress(total=info.num_frames, desc=src.name, position=position)
 
-        def emit(frame: Frame, result: torch.Tensor) -> bool:
-            writer.write(result.permute(1, 2, 0).numpy(), time_s=None if ctx.fps else frame.time_s)
-            if ctx.visualize and _show(result) == ord("q"):
-                return False
-            return True
-
         def all_frames():
             yield first
             yield from frames
 
         try:
-            with writer:
+            with writer, BackgroundWriter(writer.write) as encoder:
+                def emit(frame: Frame, result: torch.Tensor) -> bool:
+                    encoder.submit(result.permute(1, 2, 0).numpy(), None if ctx.fps else frame.time_s)
+                    if ctx.visualize and _show(result) == ord("q"):
+                        return False
+                    return True
+
                 stats = run_frames(all_frames(), ctx.process, emit, source_name=source_name, progress=bar,
                                    temporal=ctx.temporal())
         finally:
             bar.close()
+            frames.close()
     ctx.stats.merge(stats)
     logger.info("%s: %d frames at %.1f frames/s, detections %s, %d filled in gaps, %d shot cuts",
                 src, stats.frames, stats.fps, stats.detections, stats.filled, stats.shot_cuts)
