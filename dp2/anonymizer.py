@@ -36,8 +36,8 @@ class Anonymizer:
         person: stage for persons without CSE, or None.
         cse_person: stage for persons with a CSE embedding, or None.
         fallback: classic filter for kinds without a stage (default: Gaussian blur).
-        device: where detection results and generators run (``"cpu"``, ``"cuda"``, ``"mps"``,
-            or None to keep tensors where they are).
+        device: where generators run (``"cpu"``, ``"cuda"``, ``"mps"``); None = ``$DP2_DEVICE``,
+            else CUDA when available, else the CPU.
     """
 
     def __init__(self, *, detector: Callable, face: Stage | None = None, person: Stage | None = None,
@@ -50,10 +50,11 @@ class Anonymizer:
             raise ValueError("Anonymizer needs at least one stage (face=, person= or cse_person=)")
         self.fallback = fallback if fallback is not None else GaussianBlur()
         self._fallback_stages: dict[str, Stage] = {}
-        self.device = torch.device(device) if device is not None else None
-        if self.device is not None:
-            for stage in self.stages.values():
-                stage.generator.to(self.device)
+        from .detection.base import resolve_device
+
+        self.device = resolve_device(device)
+        for stage in self.stages.values():
+            stage.generator.to(self.device)
 
     @property
     def generators(self) -> dict[str, Generator]:
@@ -101,7 +102,7 @@ class Anonymizer:
                              f"got an image of size {tuple(image.shape[1:])}")
         if next_seed is None:
             next_seed = _default_seeds()
-        out = image.to(self.device) if self.device is not None else image
+        out = image.to(self.device)
         for kind, instances in detections.items():
             if len(instances) == 0:
                 continue

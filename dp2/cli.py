@@ -25,6 +25,7 @@ from .io.images import ImageError, load_image, resize_max_res, save_image
 from .io.sources import InputKind, array_frames, classify_path, list_media
 from .runner import FrameProcessor, LoopStats, TemporalStage, run_frames
 from .structures import Frame
+from .detection.base import DEVICE_ENV_VAR, resolve_device
 from .weights import VERIFY_ENV_VAR, WEIGHTS_ENV_VAR, WeightsError
 
 logger = logging.getLogger("dp2")
@@ -314,7 +315,7 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
                    "searched before the torch hub cache. Nothing is downloaded if the files are there.")
 @click.option("--no-verify-weights", is_flag=True,
               help="Accept local weight files without checking their md5/sha256 (own or test checkpoints).")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps. Default: the config's (CUDA if available).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps for every model. Default: CUDA if available.")
 @click.option("--codec", default=None, help="Video codec (e.g. libx264, libx265, libvpx-vp9). Default: by extension.")
 @click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality (x264/x265 CRF; lower = better).")
 @click.option("--lossless", is_flag=True, help="Lossless video (x264 qp 0 / FFV1 / VP9 lossless): for datasets.")
@@ -377,7 +378,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
             if _same_file(input_path, output):
                 raise click.BadParameter(f"{output} is the input file; dp2 never overwrites an input",
                                          param_hint="-o/--output_path")
-        parent = output.parent if kind is not InputKind.FOLDER else output.parent
+        parent = output.parent
         if not parent.is_dir():
             raise click.BadParameter(f"folder {parent} does not exist (create it first)", param_hint="-o/--output_path")
         if not os.access(parent, os.W_OK):
@@ -391,8 +392,6 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
             if "detector" not in cfg:
                 raise ConfigError(f"--dst: {config_path.name} has no top-level 'detector' to set the threshold of")
             cfg.detector.score_threshold = dst  # added when the config relies on the default
-        if device is not None:
-            overrides.append(f"anonymizer.device={device!r}")
         apply_overrides(cfg, overrides)
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
@@ -407,6 +406,12 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         env[WEIGHTS_ENV_VAR] = str(weights_dir)
     if no_verify_weights:
         env[VERIFY_ENV_VAR] = "0"
+    if device is not None:
+        try:
+            resolve_device(device)
+        except (RuntimeError, ValueError) as e:
+            raise click.BadParameter(str(e), param_hint="--device") from e
+        env[DEVICE_ENV_VAR] = device  # every model of the run: detectors and generators
     # Detectors load their weights lazily, on the first frame: keep these for the whole run.
     ctx.with_resource(_environment(env))
     try:

@@ -217,3 +217,16 @@ def test_help_lists_dp2_options():
                  "--multi-modal-truncation, --mt", "--cache", "--amp / --no-amp", "-t, --truncation_value", "--track",
                  "--seed", "--person-generator", "--cse-person-generator", "--webcam"]:
         assert flag in text, flag
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_a_usage_error(tmp_path, fixed_config):
+    write_png(tmp_path / "in.png")
+    result = run(fixed_config, "-i", tmp_path / "in.png", "--device", "cuda")
+    assert result.exit_code == 2 and "CUDA is not available" in result.output
+
+
+def test_device_cpu(tmp_path, fixed_config):
+    arr = write_png(tmp_path / "in.png")
+    assert run(fixed_config, "-i", tmp_path / "in.png", "-o", tmp_path / "o.png", "--device", "cpu").exit_code == 0
+    assert_anonymized(np.array(Image.open(tmp_path / "o.png")), arr)

@@ -9,15 +9,21 @@ from torch import nn
 
 from ..weights import WeightSpec, resolve_weights
 
-__all__ = ["LazyModelDetector", "check_image", "resolve_device"]
+__all__ = ["DEVICE_ENV_VAR", "LazyModelDetector", "check_image", "resolve_device"]
+
+#: Default device for every model of a run (the CLI's ``--device`` sets it).
+DEVICE_ENV_VAR = "DP2_DEVICE"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a ``torch.device``; None picks CUDA when available, else the CPU.
+    """``device`` as a ``torch.device``; None picks ``$DP2_DEVICE`` (set by ``--device``), else CUDA
+    when available, else the CPU.
 
     Raises:
         ValueError: ``device`` names a backend that is not available (CUDA or MPS).
     """
+    if device is None:
+        device = os.environ.get(DEVICE_ENV_VAR) or None
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
