@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import torch
 
+from dp2.detection.base import check_image
 from dp2.detection.centerface_decode import decode_centerface, merge_detections
 from dp2.structures.detections import FaceDetections
 
@@ -368,12 +369,7 @@ class CenterFaceDetector:
 
 
 def _check_image(image) -> None:
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor (uint8 [3, H, W] RGB), got {type(image).__name__}")
-    if image.dtype != torch.uint8:
-        raise ValueError(f"image must be uint8 [3, H, W] RGB, got dtype {image.dtype}")
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must have shape [3, H, W] (RGB, channels first), got {list(image.shape)}")
+    check_image(image)
     if image.shape[1] < 1 or image.shape[2] < 1:
         raise ValueError(f"image must be non-empty, got shape {list(image.shape)}")
 

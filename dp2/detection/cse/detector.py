@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from dp2.detection.base import LazyModelDetector
 from dp2.weights import WeightSpec, WeightsError, resolve_weights
 
 from .config import CSEConfig
@@ -81,7 +82,7 @@ def postprocess_cse(output: CSEModelOutput, image_size_hw: tuple[int, int], embe
                          im_segmentation=im_seg, embed_map=embed_map, image_size_hw=(h, w))
 
 
-class CSEDetector:
+class CSEDetector(LazyModelDetector):
     """DensePose CSE (``densepose_rcnn_R_101_FPN_DL_soft_s1x``) person detector.
 
     Args:
@@ -98,39 +99,20 @@ class CSEDetector:
     with a uint8 RGB ``[3, H, W]`` tensor; it returns :class:`CSEDetections` on the CPU.
     """
 
+    weight_spec = CSE_WEIGHTS
+
     def __init__(self, *, score_threshold: float = 0.3, weights: str | os.PathLike | None = None,
                  weights_dir: str | os.PathLike | None = None, download: bool = True,
                  device: str | torch.device | None = None, config: CSEConfig | None = None) -> None:
-        from dp2.detection.base import resolve_device
-
-        self.score_threshold = score_threshold
-        self.weights = Path(weights) if weights is not None else None
-        self.weights_dir = weights_dir
-        self.download = bool(download)
-        self.device = resolve_device(device)
+        super().__init__(score_threshold=score_threshold, weights_dir=weights_dir, weights_path=weights,
+                         download=download, device=device)
         self.config = config or CSEConfig()
-        self._model: CSEModel | None = None
         self._embed_map: torch.Tensor | None = None
 
     @property
-    def score_threshold(self) -> float:
-        return self._score_threshold
-
-    @score_threshold.setter
-    def score_threshold(self, value: float) -> None:
-        if not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {value}")
-        self._score_threshold = float(value)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(score_threshold={self.score_threshold}, device={str(self.device)!r})"
-
-    @property
-    def model(self) -> CSEModel:
-        """The network with its weights (built and loaded on first access)."""
-        if self._model is None:
-            self._model = self._load_model()
-        return self._model
+    def weights(self) -> Path | None:
+        """An explicit weights file (``weights=``), or None to use the weights manager."""
+        return self.weights_path
 
     def embed_map(self) -> torch.Tensor:
         """float32 [V, D] normalised mesh vertex embeddings (on the CPU, computed once)."""
@@ -140,10 +122,8 @@ class CSEDetector:
         return self._embed_map
 
     def _load_model(self) -> CSEModel:
-        path = self.weights
-        if path is None:
-            path = resolve_weights(CSE_WEIGHTS, weights_dir=self.weights_dir, download=self.download)
-        elif not path.is_file():
+        path = self.weights_file()
+        if not path.is_file():
             raise WeightsError(f"CSE weights file {path} does not exist")
         try:
             arrays = load_detectron2_pkl(path)
