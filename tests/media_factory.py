@@ -61,16 +61,21 @@ def _make_clip(
     for packet in video.encode():
         container.mux(packet)
     if audio is not None:
-        samples = _sine(int(44100 * (frame_times[-1] + video_delay_s + 0.04)))
-        for k in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, k : k + 1024], format="flt", layout="mono")
-            frame.sample_rate, frame.pts = 44100, k
-            for packet in audio.encode(frame):
-                container.mux(packet)
-        for packet in audio.encode():
-            container.mux(packet)
+        write_sine(container, audio, frame_times[-1] + video_delay_s + 0.04)
     container.close()
     return path
+
+
+def write_sine(container, stream, seconds: float) -> None:
+    """Encode ``seconds`` of a mono 440 Hz sine into an audio ``stream`` of ``container``."""
+    samples = _sine(int(44100 * seconds))
+    for k in range(0, len(samples), 1024):
+        frame = av.AudioFrame.from_ndarray(samples[None, k : k + 1024], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = 44100, k
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 make_clip = _make_clip

@@ -12,7 +12,7 @@ import pytest
 
 from dp2.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, probe_video
 
-from media_factory import FPS, H, N, W, _image, _make_clip, _sine
+from media_factory import FPS, H, N, W, _image, _make_clip, _sine, write_sine
 
 HAMILTON = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "videos" / "fr_short_hamilton_clip.mp4"
 VFR_TIMES = [0.0, 0.04, 0.08, 0.2, 0.22, 0.5, 0.54, 0.9, 1.0, 1.3]
@@ -102,14 +102,7 @@ def test_probe_audio_only_file(tmp_path):
     container = av.open(str(path), "w")
     stream = container.add_stream("aac", rate=44100)
     stream.layout = "mono"
-    samples = _sine(44100)
-    for k in range(0, len(samples), 1024):
-        frame = av.AudioFrame.from_ndarray(samples[None, k : k + 1024], format="flt", layout="mono")
-        frame.sample_rate, frame.pts = 44100, k
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
+    write_sine(container, stream, 1.0)
     container.close()
     with pytest.raises(VideoError, match=r"sound.mp4: no video stream"):
         probe_video(path)
