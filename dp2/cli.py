@@ -22,6 +22,7 @@ from .config import ConfigError, apply_overrides, config_to_yaml
 from .generation.latents import LatentSampler
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
 from .io.images import ImageError, load_image, resize_max_res, save_image
+from .io.manifest import RunManifest, file_seed, file_sha256
 from .io.sources import InputKind, array_frames, classify_path, list_media
 from .runner import FrameProcessor, LoopStats, TemporalStage, run_frames
 from .structures import Frame
@@ -71,6 +72,9 @@ class RunContext:
     temporal_fill: int = 5
     temporal_fill_given: bool = False
     track: bool = False
+    seed: int = 0
+    resume: bool = True
+    settings_sha256: str = ""
     stats: LoopStats = field(default_factory=LoopStats)
 
     def temporal(self, max_gap: int | None = None) -> TemporalStage:
@@ -162,11 +166,27 @@ def anonymize_folder(src: Path, dst: Path, ctx: RunContext) -> list[tuple[Path, 
     media, skipped = list_media(src, exclude=dst)
     for path in skipped:
         click.echo(f"skipped (not an image or video): {path}", err=True)
+    dst.mkdir(exist_ok=True)
+    manifest = RunManifest(dst, ctx.settings_sha256)
     failures: list[tuple[Path, str]] = []
+    already_done = 0
     bar = _progress(total=len(media), desc="files", unit="file", leave=True)
     for path in media:
         rel = path.relative_to(src)
         out = dst / rel
+        try:
+            digest = file_sha256(path)
+        except OSError as e:
+            failures.append((path, f"cannot read: {e.strerror or e}"))
+            bar.update(1)
+            continue
+        if ctx.resume and manifest.is_done(rel.as_posix(), digest, out):
+            already_done += 1
+            bar.update(1)
+            continue
+        # Each file's latents depend only on --seed and its path, not on what ran before it.
+        ctx.process.next_seed = LatentSampler(file_seed(ctx.seed, rel.as_posix())).next_seed
+        before = dict(ctx.stats.detections)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             _anonymize_file(path, out, classify_path(path), ctx, rel.as_posix(), position=1)
@@ -176,9 +196,16 @@ def anonymize_folder(src: Path, dst: Path, ctx: RunContext) -> list[tuple[Path, 
             reason = str(e) or type(e).__name__
             logger.debug("failure on %s", path, exc_info=True)
             failures.append((path, reason))
+            manifest.record(rel.as_posix(), status="failed", input_sha256=digest, output=rel.as_posix(), error=reason)
             click.echo(f"failed: {reason if str(path) in reason else f'{path}: {reason}'}", err=True)
+        else:
+            counts = {k: n - before.get(k, 0) for k, n in ctx.stats.detections.items()}
+            manifest.record(rel.as_posix(), status="ok", input_sha256=digest, output=rel.as_posix(), detections=counts)
         bar.update(1)
     bar.close()
+    if already_done:
+        click.echo(f"{already_done} file(s) already done in an earlier run (see {manifest.path.name}); skipped",
+                   err=True)
     return failures
 
 
@@ -302,6 +329,9 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 @click.option("--cse-person-generator", default=None, help="Generator config for persons with CSE.")
 @click.option("--webcam", type=int, is_flag=False, flag_value=0, default=None, metavar="[INDEX]",
               help="Anonymize a webcam live (device INDEX, default 0); q quits.")
+@click.option("--resume/--no-resume", default=True,
+              help="Folders: skip files an earlier run with the same settings already finished "
+                   "(dp2_manifest.jsonl in the output folder).")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="Override any config value, e.g. --opt detector.score_threshold=0.5 (repeatable).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
@@ -327,7 +357,8 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
          dst: float | None, visualize_detection: bool, multi_modal_truncation: bool, cache: bool,
          cache_dir: Path | None, amp: bool, truncation_value: float | None, track: bool,
          temporal_fill: int | None, seed: int,
-         person_generator: str | None, cse_person_generator: str | None, webcam: int | None, opts: tuple[str, ...],
+         person_generator: str | None, cse_person_generator: str | None, webcam: int | None, resume: bool,
+         opts: tuple[str, ...],
          print_config: bool, keep_metadata: bool, export_detections: Path | None, detections_file: Path | None,
          weights_dir: Path | None, no_verify_weights: bool, device: str | None, codec: str | None, crf: int | None,
          lossless: bool, quiet: bool, debug: bool) -> None:
@@ -443,7 +474,12 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     run = RunContext(process=process, max_res=max_res, keep_metadata=keep_metadata, visualize=visualize,
                      start_time=start_time, end_time=end_time, fps=fps, codec=codec, crf=crf, lossless=lossless,
                      temporal_fill=5 if temporal_fill is None else temporal_fill,
-                     temporal_fill_given=temporal_fill is not None, track=track)
+                     temporal_fill_given=temporal_fill is not None, track=track, seed=seed, resume=resume,
+                     settings_sha256=_settings_digest(cfg, seed=seed, t=truncation_value, mt=multi_modal_truncation,
+                                                      max_res=max_res, st=start_time, et=end_time, fps=fps,
+                                                      codec=codec, crf=crf, lossless=lossless,
+                                                      temporal_fill=temporal_fill, track=track, vd=visualize_detection,
+                                                      keep_metadata=keep_metadata, detections=detections_file))
 
     failures: list[tuple[Path, str]] = []
     try:
@@ -481,6 +517,18 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         else:
             click.echo(f"error: {failures[0][1]}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+def _settings_digest(cfg, **options) -> str:
+    """Everything besides the input that decides an output: the resolved config and the options."""
+    import hashlib
+    import json
+
+    detections = options.get("detections")
+    if detections is not None:
+        options["detections"] = file_sha256(Path(detections))
+    text = config_to_yaml(cfg) + json.dumps(options, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _image_suffixes():

@@ -1,0 +1,88 @@
+"""A per-output-folder manifest: what was done to which file, so folder runs can resume.
+
+The manifest is JSON lines (``dp2_manifest.jsonl`` in the output folder), one record per
+attempt, appended and flushed as each file finishes; the last record of a file wins. A file
+counts as done when its last record says ``ok``, its input hash and the run's settings hash
+still match, and its output exists, so a re-run after a crash or Ctrl-C redoes exactly the
+files that were not finished (outputs are written atomically, so none is half-written).
+
+Record fields: ``input`` (path relative to the input folder), ``status`` (``ok`` | ``failed``),
+``input_sha256``, ``settings_sha256``, ``output`` (relative to the output folder),
+``detections`` (count per kind), ``error`` (message, failed only), ``time`` (UTC ISO).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MANIFEST_NAME", "RunManifest", "file_sha256", "file_seed"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "dp2_manifest.jsonl"
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_seed(seed: int, relative_path: str) -> int:
+    """A latent seed for one file that depends only on the run's seed and the file's relative path.
+
+    >>> file_seed(0, "a/b.jpg") == file_seed(0, "a/b.jpg") != file_seed(1, "a/b.jpg")
+    True
+    """
+    digest = hashlib.sha256(f"{seed}:{relative_path}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class RunManifest:
+    """Reads and appends ``<output folder>/dp2_manifest.jsonl``.
+
+    Args:
+        folder: the output folder (created by the caller).
+        settings_sha256: hash of everything besides the input that decides an output
+            (resolved config, seed, truncation, ...).
+    """
+
+    def __init__(self, folder: Path, settings_sha256: str) -> None:
+        self.path = Path(folder) / MANIFEST_NAME
+        self.settings_sha256 = settings_sha256
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+                try:
+                    record = json.loads(line)
+                    self.records[record["input"]] = record
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    logger.warning("%s line %d: unreadable record ignored (a run killed mid-write?)", self.path, n)
+
+    def is_done(self, relative: str, input_sha256: str, output: Path) -> bool:
+        record = self.records.get(relative)
+        return (record is not None and record.get("status") == "ok"
+                and record.get("input_sha256") == input_sha256
+                and record.get("settings_sha256") == self.settings_sha256
+                and output.exists())
+
+    def record(self, relative: str, *, status: str, input_sha256: str, output: str,
+               detections: dict[str, int] | None = None, error: str | None = None) -> None:
+        record: dict[str, Any] = {"input": relative, "status": status, "input_sha256": input_sha256,
+                                  "settings_sha256": self.settings_sha256, "output": output,
+                                  "detections": detections or {},
+                                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        if error is not None:
+            record["error"] = error
+        self.records[relative] = record
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
