@@ -69,10 +69,16 @@ class Anonymizer:
         return any(g.supports_multi_modal_truncation for g in self.generators.values())
 
     @torch.inference_mode()
-    def detect(self, image: torch.Tensor) -> Detections:
-        """Detections for a uint8 [3, H, W] RGB image."""
+    def detect(self, image: torch.Tensor, *, fast: bool = False) -> Detections:
+        """Detections for a uint8 [3, H, W] RGB image.
+
+        Args:
+            fast: use the detector's cheaper mode where it has one (``detect_fast``, e.g. CenterFace
+                without its small-face pass); videos use it between full passes.
+        """
         _check_image(image)
-        found = self.detector(image)
+        detect_fast = getattr(self.detector, "detect_fast", None) if fast else None
+        found = detect_fast(image) if detect_fast is not None else self.detector(image)
         if isinstance(found, FaceDetections):
             found = Detections(image_size_hw=found.image_size_hw, faces=found)
         if not isinstance(found, Detections):

@@ -72,6 +72,7 @@ class RunContext:
     temporal_fill: int = 5
     temporal_fill_given: bool = False
     track: bool = False
+    full_detection_every: int = 1
     seed: int = 0
     resume: bool = True
     settings_sha256: str = ""
@@ -79,8 +80,9 @@ class RunContext:
 
     def temporal(self, max_gap: int | None = None) -> TemporalStage:
         """Fresh tracking state for one stream (a video or the webcam)."""
-        return TemporalStage(next_seed=self.process.next_seed,
-                             max_gap=self.temporal_fill if max_gap is None else max_gap, track_seeds=self.track)
+        gap = self.temporal_fill if max_gap is None else max_gap
+        return TemporalStage(next_seed=self.process.next_seed, max_gap=gap, track_seeds=self.track,
+                             full_detection_every=self.full_detection_every if gap + 1 >= self.full_detection_every else 1)
 
 
 # --- one input of each kind ------------------------------------------------------------------
@@ -324,6 +326,10 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 @click.option("--temporal-fill", type=click.IntRange(min=0), default=None,
               help="Videos: anonymize a face also in gaps of up to N frames where the detector missed it "
                    "(interpolated box; holds N frames back). 0 disables. Default: 5 for videos, 0 for --webcam.")
+@click.option("--full-detection-every", type=click.IntRange(min=1), default=1, metavar="N",
+              help="Videos: run the detector's full mode (CenterFace's small-face pass) every N frames and its "
+                   "single pass in between; gap filling bridges the frames between (N <= --temporal-fill + 1). "
+                   "Faster; a tiny face seen only between full passes can be missed.")
 @click.option("--seed", type=int, default=0, help="Seed for the per-detection latent seeds.")
 @click.option("--person-generator", default=None, help="Generator config for persons without CSE.")
 @click.option("--cse-person-generator", default=None, help="Generator config for persons with CSE.")
@@ -356,7 +362,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
          max_res: int | None, start_time: float | None, end_time: float | None, fps: float | None,
          dst: float | None, visualize_detection: bool, multi_modal_truncation: bool, cache: bool,
          cache_dir: Path | None, amp: bool, truncation_value: float | None, track: bool,
-         temporal_fill: int | None, seed: int,
+         temporal_fill: int | None, full_detection_every: int, seed: int,
          person_generator: str | None, cse_person_generator: str | None, webcam: int | None, resume: bool,
          opts: tuple[str, ...],
          print_config: bool, keep_metadata: bool, export_detections: Path | None, detections_file: Path | None,
@@ -393,6 +399,10 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         raise click.UsageError("--start-time/--end-time/--fps apply to videos, not to an image")
     if start_time is not None and end_time is not None and end_time <= start_time:
         raise click.UsageError(f"--end-time ({end_time}) must be after --start-time ({start_time})")
+    gap = temporal_fill if temporal_fill is not None else (0 if kind is InputKind.WEBCAM else 5)
+    if full_detection_every > gap + 1:
+        raise click.UsageError(f"--full-detection-every {full_detection_every} needs --temporal-fill >= "
+                               f"{full_detection_every - 1} to bridge the frames between full passes (now {gap})")
     if detections_file is not None and cache:
         raise click.UsageError("--detections and --cache exclude each other (given detections need no cache)")
 
@@ -475,10 +485,12 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
                      start_time=start_time, end_time=end_time, fps=fps, codec=codec, crf=crf, lossless=lossless,
                      temporal_fill=5 if temporal_fill is None else temporal_fill,
                      temporal_fill_given=temporal_fill is not None, track=track, seed=seed, resume=resume,
+                     full_detection_every=full_detection_every,
                      settings_sha256=_settings_digest(cfg, seed=seed, t=truncation_value, mt=multi_modal_truncation,
                                                       max_res=max_res, st=start_time, et=end_time, fps=fps,
                                                       codec=codec, crf=crf, lossless=lossless,
                                                       temporal_fill=temporal_fill, track=track, vd=visualize_detection,
+                                                      full_detection_every=full_detection_every,
                                                       keep_metadata=keep_metadata, detections=detections_file))
 
     failures: list[tuple[Path, str]] = []

@@ -75,15 +75,15 @@ class FrameProcessor:
         self.given = given
         self.export = export
 
-    def detections(self, frame: Frame, source_name: str | None = None) -> Detections:
+    def detections(self, frame: Frame, source_name: str | None = None, fast: bool = False) -> Detections:
         name = source_name if source_name is not None else frame.source
         if self.given is not None:
             dets = self.given.get(name, frame.index, frame.size_hw)
         else:
-            dets = self.cache.get(frame.image) if self.cache is not None else None
+            dets = self.cache.get(frame.image) if self.cache is not None and not fast else None
             if dets is None:
-                dets = self.anonymizer.detect(frame.image)
-                if self.cache is not None:
+                dets = self.anonymizer.detect(frame.image, fast=fast)
+                if self.cache is not None and not fast:
                     self.cache.put(frame.image, dets)
         if self.export is not None:
             self.export.add(name, frame.index, frame.time_s, dets)
@@ -115,11 +115,19 @@ class TemporalStage:
         max_gap: longest gap (frames) to fill; 0 disables filling (no latency).
         track_seeds: one seed per track instead of one per detection.
         shot_cuts: detect shot cuts and reset tracks there.
+        full_detection_every: run the detector's full (e.g. small-face) mode only every N frames and
+            its fast mode in between; gap filling carries faces only the full mode finds across the
+            N - 1 frames between (N <= max_gap + 1). 1 = full mode on every frame.
     """
 
-    def __init__(self, *, next_seed, max_gap: int = 5, track_seeds: bool = False, shot_cuts: bool = True) -> None:
+    def __init__(self, *, next_seed, max_gap: int = 5, track_seeds: bool = False, shot_cuts: bool = True,
+                 full_detection_every: int = 1) -> None:
         if max_gap < 0:
             raise ValueError(f"max_gap must be >= 0, got {max_gap}")
+        if not 1 <= full_detection_every <= max(1, max_gap + 1):
+            raise ValueError(f"full_detection_every must be in [1, max_gap + 1] so gap filling bridges the "
+                             f"frames between full passes, got {full_detection_every} with max_gap {max_gap}")
+        self.full_detection_every = full_detection_every
         self.tracker = BoxTracker(max_age=max(12, max_gap + 1))
         self.filler = TemporalFiller(max_gap=max_gap)
         self.cuts = ShotCutDetector() if shot_cuts else None
@@ -179,8 +187,9 @@ def run_frames(frames: Iterable[Frame], process: FrameProcessor,
         return emit(frame, process.render(frame, dets, seeds)) is not False
 
     stopped = False
-    for frame in frames:
-        dets = process.detections(frame, source_name)
+    for position, frame in enumerate(frames):
+        fast = temporal is not None and position % temporal.full_detection_every != 0
+        dets = process.detections(frame, source_name, fast=fast)
         ready = temporal.push(frame, dets) if temporal is not None else [(frame, dets, None)]
         if not all(finish(*item) for item in ready):
             stopped = True

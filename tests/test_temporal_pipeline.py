@@ -91,3 +91,45 @@ def test_track_seeds_stay_fixed_and_reset_at_cuts():
 def test_track_needs_a_generative_config(clip, tmp_path):
     result = CliRunner().invoke(main, [str(tmp_path / "cfg.py"), "-i", str(clip), "--track"])
     assert result.exit_code == 2 and "classic filters" in result.output
+
+
+class CountingDetector:
+    """Fixed face; counts full and fast calls."""
+
+    def __init__(self):
+        self.full = self.fast = 0
+
+    def _dets(self, image):
+        size = tuple(image.shape[1:])
+        return FaceDetections(boxes_xyxy=torch.tensor([[10, 10, 30, 30]]), scores=torch.ones(1), image_size_hw=size)
+
+    def __call__(self, image):
+        self.full += 1
+        return self._dets(image)
+
+    def detect_fast(self, image):
+        self.fast += 1
+        return self._dets(image)
+
+
+def test_full_detection_every_n_frames():
+    from dp2.anonymizer import Anonymizer
+    from dp2.generation.classic import MaskOut
+    from dp2.runner import FrameProcessor, run_frames
+    from dp2.stages import RegionFilterStage
+
+    detector = CountingDetector()
+    anonymizer = Anonymizer(detector=detector, face=RegionFilterStage(generator=MaskOut()))
+    process = FrameProcessor(anonymizer, next_seed=lambda: 0)
+    frames = [Frame(image=torch.full((3, 40, 40), 100, dtype=torch.uint8), index=i) for i in range(9)]
+    stats = run_frames(frames, process, lambda f, r: None,
+                       temporal=TemporalStage(next_seed=lambda: 0, max_gap=5, full_detection_every=3))
+    assert (detector.full, detector.fast) == (3, 6) and stats.frames == 9
+    with pytest.raises(ValueError, match="max_gap"):
+        TemporalStage(next_seed=lambda: 0, max_gap=1, full_detection_every=3)
+
+
+def test_full_detection_every_needs_gap_filling(clip, tmp_path):
+    result = CliRunner().invoke(main, [str(tmp_path / "cfg.py"), "-i", str(clip), "--full-detection-every", "4",
+                                       "--temporal-fill", "2"])
+    assert result.exit_code == 2 and "--temporal-fill >= 3" in result.output

@@ -242,6 +242,14 @@ class CenterFaceDetector:
 
     # --------------------------------------------------------------- inference
 
+    def detect_fast(self, image: torch.Tensor) -> FaceDetections:
+        """The single full-resolution pass only (no small-face pass); for frames between full passes."""
+        upscale, self.upscale = self.upscale, None
+        try:
+            return self(image)
+        finally:
+            self.upscale = upscale
+
     def __call__(self, image: torch.Tensor) -> FaceDetections:
         """Detect faces.
 

