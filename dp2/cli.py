@@ -21,9 +21,9 @@ from .api import build_anonymizer, load_anonymizer_config
 from .config import ConfigError, apply_overrides, config_to_yaml
 from .generation.latents import LatentSampler
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
-from .io.images import ImageError, load_image, resize_max_res, save_image
+from .io.images import IMAGE_SUFFIXES, ImageError, load_image, resize_max_res, save_image
 from .io.manifest import RunManifest, file_seed, file_sha256
-from .io.sources import InputKind, array_frames, classify_path, list_media
+from .io.sources import VIDEO_SUFFIXES, InputKind, array_frames, classify_path, list_media
 from .runner import FrameProcessor, LoopStats, TemporalStage, run_frames
 from .structures import Frame
 from .detection.base import DEVICE_ENV_VAR, resolve_device
@@ -393,8 +393,8 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
             raise click.BadParameter(f"{input_path} does not exist", param_hint="-i/--input_path")
         kind = classify_path(input_path)
         if kind is None:
-            raise click.BadParameter(f"{input_path}: not an image ({', '.join(_image_suffixes())}), "
-                                     f"video ({', '.join(_video_suffixes())}) or folder", param_hint="-i/--input_path")
+            raise click.BadParameter(f"{input_path}: not an image ({', '.join(IMAGE_SUFFIXES)}), "
+                                     f"video ({', '.join(VIDEO_SUFFIXES)}) or folder", param_hint="-i/--input_path")
     if kind is InputKind.IMAGE and any(v is not None for v in (start_time, end_time, fps)):
         raise click.UsageError("--start-time/--end-time/--fps apply to videos, not to an image")
     if start_time is not None and end_time is not None and end_time <= start_time:
@@ -412,9 +412,9 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         if kind is not InputKind.FOLDER and output.is_dir():
             output = output / input_path.name
         if kind is not InputKind.FOLDER:
-            if output.suffix.lower() not in (_image_suffixes() if kind is InputKind.IMAGE else _video_suffixes()):
+            if output.suffix.lower() not in (IMAGE_SUFFIXES if kind is InputKind.IMAGE else VIDEO_SUFFIXES):
                 raise click.BadParameter(f"{output}: the output suffix must be one of "
-                                         f"{', '.join(_image_suffixes() if kind is InputKind.IMAGE else _video_suffixes())}",
+                                         f"{', '.join(IMAGE_SUFFIXES if kind is InputKind.IMAGE else VIDEO_SUFFIXES)}",
                                          param_hint="-o/--output_path")
             if _same_file(input_path, output):
                 raise click.BadParameter(f"{output} is the input file; dp2 never overwrites an input",
@@ -541,15 +541,3 @@ def _settings_digest(cfg, **options) -> str:
         options["detections"] = file_sha256(Path(detections))
     text = config_to_yaml(cfg) + json.dumps(options, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _image_suffixes():
-    from .io.images import IMAGE_SUFFIXES
-
-    return IMAGE_SUFFIXES
-
-
-def _video_suffixes():
-    from .io.sources import VIDEO_SUFFIXES
-
-    return VIDEO_SUFFIXES

@@ -58,10 +58,14 @@ def round_boxes_outward(boxes_xyxy: torch.Tensor) -> torch.Tensor:
 
 
 def expand_boxes_by_pixels(boxes_xyxy: torch.Tensor, pixels: torch.Tensor | int) -> torch.Tensor:
-    """Grow every side by ``pixels`` (an int or an [N] tensor)."""
-    p = torch.as_tensor(pixels, dtype=boxes_xyxy.dtype, device=boxes_xyxy.device).reshape(-1, 1)
-    return boxes_xyxy + torch.cat([-p, -p, p, p], dim=1) if p.numel() > 1 else boxes_xyxy + p.flatten()[0] * torch.tensor(
-        [-1, -1, 1, 1], dtype=boxes_xyxy.dtype, device=boxes_xyxy.device)
+    """Grow every side by ``pixels`` (a number or an [N] tensor).
+
+    >>> expand_boxes_by_pixels(torch.tensor([[10, 10, 20, 20], [0, 0, 4, 4]]), torch.tensor([1, 2]))
+    tensor([[ 9,  9, 21, 21],
+            [-2, -2,  6,  6]])
+    """
+    p = torch.as_tensor(pixels, dtype=boxes_xyxy.dtype, device=boxes_xyxy.device).reshape(-1, 1)  # [N or 1, 1]
+    return boxes_xyxy + p * torch.tensor([-1, -1, 1, 1], dtype=boxes_xyxy.dtype, device=boxes_xyxy.device)
 
 
 def boxes_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from dp2.detection.base import LazyModelDetector
+from dp2.detection.base import LazyModelDetector, check_image
 from dp2.weights import WeightSpec, WeightsError, resolve_weights
 
 from .config import CSEConfig
@@ -166,8 +166,6 @@ class CSEDetector(LazyModelDetector):
             ValueError: wrong dtype or shape.
             WeightsError: the weights cannot be found or loaded.
         """
-        from dp2.detection.base import check_image
-
         check_image(image)
         size_hw = (int(image.shape[1]), int(image.shape[2]))
         model = self.model
