@@ -60,7 +60,8 @@ class FrameProcessor:
         visualize_detections: draw detections instead of anonymizing (``--vd``).
         cache: ``--cache`` store, or None.
         given: ``--detections`` file, or None (then the detector runs).
-        export: ``--export-detections`` collector, or None.
+        export: ``--export-detections`` collector, or None; it gets what is anonymized in each
+            frame (detections plus boxes filled in detection gaps), see :meth:`record`.
     """
 
     def __init__(self, anonymizer: Anonymizer, *, next_seed: Callable[[], int],
@@ -85,9 +86,13 @@ class FrameProcessor:
                 dets = self.anonymizer.detect(frame.image, fast=fast)
                 if self.cache is not None and not fast:
                     self.cache.put(frame.image, dets)
-        if self.export is not None:
-            self.export.add(name, frame.index, frame.time_s, dets)
         return dets
+
+    def record(self, frame: Frame, dets: Detections, source_name: str | None = None) -> None:
+        """Add what is anonymized in ``frame`` (after gap filling) to the ``--export-detections`` file."""
+        if self.export is not None:
+            name = source_name if source_name is not None else frame.source
+            self.export.add(name, frame.index, frame.time_s, dets)
 
     def render(self, frame: Frame, dets: Detections, seeds: dict[str, list[int]] | None = None) -> torch.Tensor:
         """The anonymized frame (or the drawn detections with ``--vd``)."""
@@ -98,6 +103,7 @@ class FrameProcessor:
 
     def __call__(self, frame: Frame, source_name: str | None = None) -> tuple[torch.Tensor, Detections]:
         dets = self.detections(frame, source_name)
+        self.record(frame, dets, source_name)
         return self.render(frame, dets), dets
 
 
@@ -115,9 +121,12 @@ class TemporalStage:
         max_gap: longest gap (frames) to fill; 0 disables filling (no latency).
         track_seeds: one seed per track instead of one per detection.
         shot_cuts: detect shot cuts and reset tracks there.
-        full_detection_every: run the detector's full (e.g. small-face) mode only every N frames and
-            its fast mode in between; gap filling carries faces only the full mode finds across the
-            N - 1 frames between (N <= max_gap + 1). 1 = full mode on every frame.
+        full_detection_every: run the detector's full mode only every N frames and its fast mode
+            (e.g. CenterFace's half-resolution single pass) in between (N <= max_gap + 1; 1 = full
+            mode on every frame). Faces only the full mode finds are carried across the N - 1
+            frames between: gap filling interpolates where a track is seen again, and every track
+            is also extended N - 1 frames past its first and last sighting, so a small face the
+            tracker cannot link from one full pass to the next is still covered.
     """
 
     def __init__(self, *, next_seed, max_gap: int = 5, track_seeds: bool = False, shot_cuts: bool = True,
@@ -129,7 +138,7 @@ class TemporalStage:
                              f"frames between full passes, got {full_detection_every} with max_gap {max_gap}")
         self.full_detection_every = full_detection_every
         self.tracker = BoxTracker(max_age=max(12, max_gap + 1))
-        self.filler = TemporalFiller(max_gap=max_gap)
+        self.filler = TemporalFiller(max_gap=max_gap, extend=full_detection_every - 1)
         self.cuts = ShotCutDetector() if shot_cuts else None
         self.seeds = TrackSeeds(_SeedAdapter(next_seed)) if track_seeds else None
         self.stats = LoopStats()
@@ -182,6 +191,7 @@ def run_frames(frames: Iterable[Frame], process: FrameProcessor,
 
     def finish(frame: Frame, dets: Detections, seeds) -> bool:
         stats.add(dets)
+        process.record(frame, dets, source_name)
         if progress is not None:
             progress.update(1)
         return emit(frame, process.render(frame, dets, seeds)) is not False

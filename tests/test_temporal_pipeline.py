@@ -1,4 +1,6 @@
 """Video-only behaviour: gap filling through the CLI, stable seeds per track, shot-cut resets."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -51,11 +53,15 @@ def test_missed_frames_are_filled(clip, tmp_path):
                                "--temporal-fill", "0"], catch_exceptions=False)
     assert off.exit_code == 0, off.output
     assert leaked_frames(tmp_path / "off.mkv") == list(MISSES), "without filling, the misses leak"
-    on = runner.invoke(main, [str(tmp_path / "cfg.py"), "-i", str(clip), "-o", str(tmp_path / "on.mkv")],
-                       catch_exceptions=False)
+    export = tmp_path / "anonymized.json"
+    on = runner.invoke(main, [str(tmp_path / "cfg.py"), "-i", str(clip), "-o", str(tmp_path / "on.mkv"),
+                              "--export-detections", str(export)], catch_exceptions=False)
     assert on.exit_code == 0, on.output
     assert leaked_frames(tmp_path / "on.mkv") == [], "every frame must be anonymized"
     assert "4 filled in detection gaps" in on.output
+    # The export lists what was anonymized, filled boxes included: a face in every frame.
+    items = json.loads(export.read_text())["items"]
+    assert [len(item["faces"]) for item in items] == [1] * len(items)
 
 
 def _dets(box, size_hw=(64, 96)):
@@ -127,6 +133,20 @@ def test_full_detection_every_n_frames():
     assert (detector.full, detector.fast) == (3, 6) and stats.frames == 9
     with pytest.raises(ValueError, match="max_gap"):
         TemporalStage(next_seed=lambda: 0, max_gap=1, full_detection_every=3)
+
+
+def test_faces_only_full_passes_find_are_covered_between_them():
+    # A small face that only the full mode finds, moving too fast for the tracker to link one
+    # full pass to the next (no overlap 4 frames later): every frame must still be covered.
+    stage = TemporalStage(next_seed=lambda: 0, max_gap=5, full_detection_every=4)
+    image = torch.zeros(3, 64, 96, dtype=torch.uint8)
+    released = []
+    for i in range(13):
+        box = [5 * i, 10, 5 * i + 8, 18] if i % 4 == 0 else None  # fast frames see nothing
+        released += stage.push(Frame(image=image, index=i), _dets(box))
+    released += stage.flush()
+    assert [f.index for f, _, _ in released] == list(range(13))
+    assert [len(d.faces) >= 1 for _, d, _ in released] == [True] * 13
 
 
 def test_full_detection_every_needs_gap_filling(clip, tmp_path):
