@@ -106,3 +106,17 @@ def test_anonymizer_rejects_bad_images():
         anonymizer.anonymize(torch.zeros(3, 8, 8))
     with pytest.raises(ValueError, match=r"uint8 \[3, H, W\]"):
         anonymizer.anonymize(torch.zeros(8, 8, 3, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("shape, sigma, kernel", [((2, 3, 40, 50), 3.0, None), ((1, 1, 7, 90), 5.0, None),
+                                                   ((1, 3, 64, 64), 7.0, 21), ((1, 3, 1, 9), 1.0, None)])
+def test_cpu_blur_matches_the_torch_convolution(shape, sigma, kernel):
+    # float32 on the CPU goes through OpenCV; float64 through torch's conv2d: same filter.
+    from dp2.generation.classic import gaussian_blur
+
+    image = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    fast = gaussian_blur(image, sigma, kernel)
+    reference = gaussian_blur(image.double(), sigma, kernel)
+    assert fast.dtype == torch.float32 and fast.shape == image.shape
+    assert torch.allclose(fast.double(), reference, atol=1e-6)
+    assert not torch.allclose(fast, image, atol=1e-3), "it blurs"
