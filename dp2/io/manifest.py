@@ -8,7 +8,8 @@ files that were not finished (outputs are written atomically, so none is half-wr
 
 Record fields: ``input`` (path relative to the input folder), ``status`` (``ok`` | ``failed``),
 ``input_sha256``, ``settings_sha256``, ``output`` (relative to the output folder),
-``detections`` (count per kind), ``error`` (message, failed only), ``time`` (UTC ISO).
+``detections`` (count per kind), ``frames`` (1 for an image), ``error`` (message, failed only),
+``time`` (UTC ISO). One process writes the manifest of a run (on Ray: the driver).
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["MANIFEST_NAME", "RunManifest", "file_sha256", "file_seed"]
+__all__ = ["MANIFEST_NAME", "RunManifest", "file_sha256", "file_seed", "is_finished"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,21 +46,31 @@ def file_seed(seed: int, relative_path: str) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+def is_finished(record: Mapping[str, Any] | None, input_sha256: str, settings_sha256: str, output: Path) -> bool:
+    """Whether a file's last ``record`` says it was done from this input with these settings, and
+    its ``output`` is still there."""
+    return (record is not None and record.get("status") == "ok" and record.get("input_sha256") == input_sha256
+            and record.get("settings_sha256") == settings_sha256 and output.exists())
+
+
 class RunManifest:
     """Reads and appends ``<output folder>/dp2_manifest.jsonl``.
 
     Args:
         folder: the output folder (created by the caller).
         settings_sha256: hash of everything besides the input that decides an output
-            (resolved config, seed, truncation, ...).
+            (resolved config, seed, truncation, ...); None when the records carry it.
     """
 
-    def __init__(self, folder: Path, settings_sha256: str) -> None:
+    def __init__(self, folder: Path, settings_sha256: str | None = None) -> None:
         self.path = Path(folder) / MANIFEST_NAME
         self.settings_sha256 = settings_sha256
         self.records: dict[str, dict[str, Any]] = {}
+        self._torn_line = False  # a run killed mid-write left a line without its newline
         if self.path.exists():
-            for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            text = self.path.read_text(encoding="utf-8")
+            self._torn_line = bool(text) and not text.endswith("\n")
+            for n, line in enumerate(text.splitlines(), 1):
                 try:
                     record = json.loads(line)
                     self.records[record["input"]] = record
@@ -67,22 +78,30 @@ class RunManifest:
                     logger.warning("%s line %d: unreadable record ignored (a run killed mid-write?)", self.path, n)
 
     def is_done(self, relative: str, input_sha256: str, output: Path) -> bool:
-        record = self.records.get(relative)
-        return (record is not None and record.get("status") == "ok"
-                and record.get("input_sha256") == input_sha256
-                and record.get("settings_sha256") == self.settings_sha256
-                and output.exists())
+        return is_finished(self.records.get(relative), input_sha256, self.settings_sha256, output)
 
-    def record(self, relative: str, *, status: str, input_sha256: str, output: str,
-               detections: dict[str, int] | None = None, error: str | None = None) -> None:
+    def append(self, result: Mapping[str, Any]) -> None:
+        """Append a record of :func:`dp2.dataset.anonymize_one` (``ok`` or ``failed``)."""
+        self.record(result["input"], status=result["status"], input_sha256=result["input_sha256"],
+                    output=result["output"], detections=result.get("detections"), frames=result.get("frames"),
+                    error=result.get("error"), settings_sha256=result.get("settings_sha256"))
+
+    def record(self, relative: str, *, status: str, input_sha256: str | None, output: str,
+               detections: dict[str, int] | None = None, frames: int | None = None,
+               error: str | None = None, settings_sha256: str | None = None) -> None:
         record: dict[str, Any] = {"input": relative, "status": status, "input_sha256": input_sha256,
-                                  "settings_sha256": self.settings_sha256, "output": output,
-                                  "detections": detections or {},
-                                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                                  "settings_sha256": settings_sha256 or self.settings_sha256, "output": output,
+                                  "detections": detections or {}}
+        if frames is not None:
+            record["frames"] = frames
         if error is not None:
             record["error"] = error
+        record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.records[relative] = record
         with open(self.path, "a", encoding="utf-8") as f:
+            if self._torn_line:
+                f.write("\n")  # keep the torn line apart from this record
+                self._torn_line = False
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
