@@ -20,7 +20,6 @@ import hashlib
 import http.client
 import logging
 import os
-import tempfile
 import threading
 import urllib.request
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+
+from .io.atomic import partial_sibling
 
 __all__ = [
     "DP1_WEIGHTS",
@@ -200,8 +201,7 @@ def _download(url: str, dest_dir: Path, spec: WeightSpec, progress: bool, timeou
 
     dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / spec.filename
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename[:40]}.", suffix=".part", dir=dest_dir)
-    tmp = Path(tmp_name)
+    fd, tmp = partial_sibling(final, prefix=f".{spec.filename[:40]}.", suffix=".part")
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "dp2-weights"})
         hashers = {name: hashlib.new(name) for name in spec.expected_digests}

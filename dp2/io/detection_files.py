@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 
 from ..detection.serialize import FORMAT_VERSION, DetectionFormatError, detections_from_dict, detections_to_dict
 from ..structures import Detections
+from .atomic import partial_sibling
 
 __all__ = ["DetectionCache", "DetectionExport", "GivenDetections", "image_digest", "write_json_atomic"]
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     # A unique temporary: workers sharing a --cache folder may write the same entry at once.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    fd, tmp = partial_sibling(path, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(payload, indent=1))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .atomic import partial_sibling
 
 __all__ = ["IMAGE_SUFFIXES", "ImageError", "ImageMeta", "load_image", "save_image", "resize_max_res", "atomic_write_path"]
 
@@ -164,9 +165,9 @@ _MODES_BY_FORMAT = {
 
 def atomic_write_path(path: Path) -> Path:
     """A temporary sibling of ``path`` with the same suffix (renamed over ``path`` when complete)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    fd, tmp = partial_sibling(path, prefix=f".{path.stem}.", suffix=f".partial{path.suffix}")
     os.close(fd)
-    return Path(tmp)
+    return tmp
 
 
 def save_image(path: str | Path, image: torch.Tensor, meta: ImageMeta | None = None, *,

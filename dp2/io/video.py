@@ -34,7 +34,6 @@ import dataclasses
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,6 +41,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+from .atomic import partial_sibling
 
 logger = logging.getLogger(__name__)
 
@@ -644,10 +645,9 @@ class VideoWriter:
         self._origin: Fraction | None = None if audio_start_s is None else max(Fraction(0), Fraction(audio_start_s))
         self._audio_mode = "none"  # "copy", "encode" or "none"
 
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
-                                        dir=self.path.parent)
+        fd, self._tmp_path = partial_sibling(self.path, prefix=f".{self.path.stem}.",
+                                             suffix=f".partial{self.path.suffix}")
         os.close(fd)
-        self._tmp_path = Path(tmp_name)
         try:
             self._container = av.open(str(self._tmp_path), mode="w")
             self._open_video_stream()
