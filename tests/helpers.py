@@ -61,6 +61,20 @@ class SquareDetector:
         return FaceDetections(boxes_xyxy=torch.tensor([[x0, y0, x1, y1]]), scores=torch.ones(1), image_size_hw=size_hw)
 
 
+class FastModeSquareDetector(SquareDetector):
+    """:class:`SquareDetector` with a fast mode; counts full and fast calls (class-wide, for CLI tests)."""
+
+    calls = {"full": 0, "fast": 0}
+
+    def __call__(self, image):
+        self.calls["full"] += 1
+        return super().__call__(image)
+
+    def detect_fast(self, image):
+        self.calls["fast"] += 1
+        return super().__call__(image)
+
+
 def moving_square_frames(n: int = 30, h: int = 64, w: int = 96, misses=(5, 11, 12, 20)):
     """Frames with a 12x12 white square moving right; frames in ``misses`` carry the miss flag."""
     frames = []

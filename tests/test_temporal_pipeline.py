@@ -153,3 +153,18 @@ def test_full_detection_every_needs_gap_filling(clip, tmp_path):
     result = CliRunner().invoke(main, [str(tmp_path / "cfg.py"), "-i", str(clip), "--full-detection-every", "4",
                                        "--temporal-fill", "2"])
     assert result.exit_code == 2 and "--temporal-fill >= 3" in result.output
+
+
+@pytest.mark.parametrize("args, full", [((), 5), (("--temporal-fill", "2"), 10), (("--full-detection-every", "1"), 30)])
+def test_default_schedule_uses_the_fast_mode_and_leaks_nothing(clip, tmp_path, args, full):
+    from helpers import FastModeSquareDetector
+
+    (tmp_path / "fast_cfg.py").write_text(CONFIG.replace("SquareDetector", "FastModeSquareDetector"))
+    FastModeSquareDetector.calls.update(full=0, fast=0)
+    out = tmp_path / "out.mkv"
+    result = CliRunner().invoke(main, [str(tmp_path / "fast_cfg.py"), "-i", str(clip), "-o", str(out), *args],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    # 30 frames: the full mode every 6th frame by default, every (fill + 1)-th with a shorter fill.
+    assert FastModeSquareDetector.calls == {"full": full, "fast": 30 - full}
+    assert leaked_frames(out) == []
