@@ -394,10 +394,15 @@ def _check_image(image) -> None:
 
 
 def _default_num_threads() -> int:
+    """The CPUs this process may use (at most 8), or ``$OMP_NUM_THREADS`` when set: Ray sets it to
+    an actor's CPU share, and two workers on two cores must not each start two threads."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
+    requested = os.environ.get("OMP_NUM_THREADS", "")
+    if requested.isdigit() and int(requested) > 0:
+        cpus = min(cpus, int(requested))
     return max(1, min(cpus, 8))
 
 

@@ -332,3 +332,13 @@ def test_detect_fast_is_one_pass_at_fast_scale(corpus, monkeypatch):
 def test_weights_are_not_graph_inputs(detector_1x):
     # Weights listed as inputs block constant folding (BN into conv): ~2.3x slower.
     assert [i.name for i in detector_1x.session.get_inputs()] == [detector_1x._input_name]
+
+
+def test_default_threads_follow_omp_num_threads(monkeypatch):
+    # Ray sets OMP_NUM_THREADS to an actor's CPU share: each worker must stay within it.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cf._default_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    unset = cf._default_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert unset == cf._default_num_threads() >= 1
