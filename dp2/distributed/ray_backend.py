@@ -126,7 +126,7 @@ def run_dataset(job: DatasetJob, *, address: str | None = None, num_workers: int
 
     started = False
     if not ray.is_initialized():
-        ray.init(address=address)
+        ray.init(address=address, logging_level=logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.WARNING)
         started = True
     bar = progress_bar(total=len(relatives), desc="files", unit="file", leave=True)
     try:
@@ -196,6 +196,13 @@ def _execute(units: list[dict[str, str]], job: DatasetJob, *, num_workers: int, 
     """Records of the files in ``units``, as workers finish them (any order)."""
     import ray.data
 
+    # dp2 reports progress and per-file results itself; Ray Data's per-run log lines would
+    # interleave with them (they stay in Ray's session logs).
+    context = ray.data.DataContext.get_current()
+    context.print_on_execution_start = False
+    context.enable_auto_log_stats = False
+    if not logger.isEnabledFor(logging.DEBUG):
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     dataset = ray.data.from_items(units, override_num_blocks=len(units))
     with warnings.catch_warnings():
         # Ray Data restarts dead actors and retries their tasks without bound by default; only
