@@ -126,7 +126,8 @@ def run_dataset(job: DatasetJob, *, address: str | None = None, num_workers: int
 
     started = False
     if not ray.is_initialized():
-        ray.init(address=address, logging_level=logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.WARNING)
+        verbose = logger.isEnabledFor(logging.DEBUG)
+        ray.init(address=address, logging_level=logging.DEBUG if verbose else logging.WARNING)
         started = True
     bar = progress_bar(total=len(relatives), desc="files", unit="file", leave=True)
     try:
