@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -218,31 +219,44 @@ def _run_environment(weights_dir: Path | None, no_verify_weights: bool, device: 
 
 # --- folder runs in other processes (Ray workers) ---------------------------------------------
 
-class _BuildOnly:
-    """``ctx.obj`` when :func:`worker_context` calls :func:`main`: build the run's context, return it."""
-
-
 # Options of the driver only: a worker builds a plain folder run.
 _DRIVER_ONLY = {"ray_address": None, "ray_workers": None, "ray_gpus_per_worker": None, "ray_cpus_per_worker": 1.0,
                 "ray_batch_size": 8,
                 "visualize": False, "webcam": None, "print_config": False, "export_detections": None}
 
 
+def _option_defaults() -> dict[str, Any]:
+    """main()'s value for every option left out (what click passes when it is not given)."""
+    defaults = {}
+    with click.Context(main) as ctx:
+        for param in main.params:
+            if isinstance(param, click.Option):
+                value = param.get_default(ctx)
+                if param.multiple:
+                    value = tuple(value) if isinstance(value, (list, tuple)) else ()
+                defaults[param.name] = value
+    return defaults
+
+
 def worker_context(params: Mapping[str, Any]) -> RunContext:
     """What :func:`main` builds for a folder run, built again from its parameters in a worker.
 
-    The same code, hence the same pipeline, seeds and settings hash as the single-machine run.
+    The same functions as main() (:func:`load_run_config`, :func:`build_run_context`), hence the
+    same pipeline, seeds and settings hash as the single-machine run; the driver has checked the
+    paths and options already.
     The run's environment (weights folder, device) stays set for the rest of the process, since
     detectors load their weights on the first frame.
 
     Raises:
         click.UsageError, WeightsError: as main() would report them.
     """
-    params = {**params, **_DRIVER_ONLY}
-    os.environ.update(_run_environment(params.get("weights_dir"), params.get("no_verify_weights", False),
-                                       params.get("device")))
-    with click.Context(main, obj=_BuildOnly()) as parent:
-        return parent.invoke(main, **params)
+    params = {**_option_defaults(), **params, **_DRIVER_ONLY}
+    _setup_logging(params["quiet"], params["debug"])
+    os.environ.update(_run_environment(params["weights_dir"], params["no_verify_weights"], params["device"]))
+    cfg = load_run_config(params["config_path"], params["opts"], params["dst"], params["person_generator"],
+                          params["cse_person_generator"])
+    run, _ = build_run_context(cfg, params, InputKind.FOLDER)
+    return run
 
 
 def folder_run_params(config_path: str | Path, input_dir: str | Path, output_dir: str | Path,
@@ -346,6 +360,79 @@ def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path 
 
 # --- the command -----------------------------------------------------------------------------
 
+def load_run_config(config_path: Path, opts: tuple[str, ...] = (), dst: float | None = None,
+                    person_generator: str | None = None, cse_person_generator: str | None = None):
+    """The run's config: the file, ``--opt`` overrides, ``--dst`` and the person generator options."""
+    try:
+        cfg = load_anonymizer_config(config_path)
+        if dst is not None:
+            if "detector" not in cfg:
+                raise ConfigError(f"--dst: {Path(config_path).name} has no top-level 'detector' "
+                                  "to set the threshold of")
+            cfg.detector.score_threshold = dst  # added when the config relies on the default
+        apply_overrides(cfg, list(opts))
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
+    _person_overrides(cfg, person_generator, cse_person_generator)
+    return cfg
+
+
+def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
+                      amp_given: bool = False) -> tuple[RunContext, DetectionExport | None]:
+    """Build the models and everything else a run needs, from :func:`main`'s parameters.
+
+    The single-machine CLI and every Ray worker (:func:`worker_context`) build their run here, so
+    both get the same pipeline, per-file seeds and settings hash.
+
+    Returns:
+        The run's context and the ``--export-detections`` collector (or None).
+
+    Raises:
+        click.UsageError: options this config cannot honour. WeightsError: missing weights.
+    """
+    p = SimpleNamespace(**params)
+    gap = p.temporal_fill if p.temporal_fill is not None else (0 if kind is InputKind.WEBCAM else 5)
+    try:
+        anonymizer = build_anonymizer(cfg)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
+    every = p.full_detection_every
+    if every is None:
+        has_fast_mode = callable(getattr(anonymizer.detector, "detect_fast", None))
+        every = min(AUTO_FULL_DETECTION_EVERY, gap + 1) if has_fast_mode else 1
+    _check_capabilities(anonymizer, p.config_path, truncation=p.truncation_value, mt=p.multi_modal_truncation,
+                        amp_given=amp_given, track=p.track, kind=kind)
+    logger.info("config %s, generators %s", p.config_path,
+                {k: type(g).__name__ for k, g in anonymizer.generators.items()})
+
+    try:
+        given = GivenDetections(p.detections_file) if p.detections_file is not None else None
+        export = DetectionExport(p.export_detections) if p.export_detections is not None else None
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    store = None
+    if p.cache:
+        root = p.cache_dir or Path(os.environ.get("DP2_CACHE_DIR", Path.home() / ".cache" / "dp2" / "detections"))
+        detector_node = cfg.anonymizer.get("detector")
+        store = DetectionCache(root, config_to_yaml(detector_node, resolve=True) if detector_node is not None else "")
+    sampler = LatentSampler(p.seed)
+    options = SynthesisOptions(truncation_value=p.truncation_value or 0.0,
+                               multi_modal_truncation=p.multi_modal_truncation, amp=p.amp)
+    process = FrameProcessor(anonymizer, next_seed=sampler.next_seed, options=options,
+                             visualize_detections=p.visualize_detection, cache=store, given=given, export=export)
+    digest = _settings_digest(cfg, seed=p.seed, t=p.truncation_value, mt=p.multi_modal_truncation, max_res=p.max_res,
+                              st=p.start_time, et=p.end_time, fps=p.fps, codec=p.codec, crf=p.crf,
+                              lossless=p.lossless, temporal_fill=p.temporal_fill, track=p.track,
+                              vd=p.visualize_detection, full_detection_every=every, keep_metadata=p.keep_metadata,
+                              detections=p.detections_file)
+    run = RunContext(process=process, max_res=p.max_res, keep_metadata=p.keep_metadata, visualize=p.visualize,
+                     start_time=p.start_time, end_time=p.end_time, fps=p.fps, codec=p.codec, crf=p.crf,
+                     lossless=p.lossless, temporal_fill=5 if p.temporal_fill is None else p.temporal_fill,
+                     temporal_fill_given=p.temporal_fill is not None, track=p.track, seed=p.seed, resume=p.resume,
+                     full_detection_every=every, max_retries=p.max_retries, settings_sha256=digest)
+    return run, export
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-i", "--input_path", type=click.Path(path_type=Path), default=None,
@@ -444,7 +531,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
          weights_dir: Path | None, no_verify_weights: bool, device: str | None, codec: str | None, crf: int | None,
          lossless: bool, quiet: bool, debug: bool, max_retries: int, ray_address: str | None,
          ray_workers: int | None, ray_gpus_per_worker: float | None, ray_cpus_per_worker: float,
-         ray_batch_size: int) -> RunContext | None:
+         ray_batch_size: int) -> None:
     """Anonymize every person in an image, a folder, a video or a webcam stream.
 
     \b
@@ -503,17 +590,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
             raise click.BadParameter(f"folder {parent} is not writable", param_hint="-o/--output_path")
 
     # Config: load, override, print or build.
-    try:
-        cfg = load_anonymizer_config(config_path)
-        overrides = list(opts)
-        if dst is not None:
-            if "detector" not in cfg:
-                raise ConfigError(f"--dst: {config_path.name} has no top-level 'detector' to set the threshold of")
-            cfg.detector.score_threshold = dst  # added when the config relies on the default
-        apply_overrides(cfg, overrides)
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from e
-    _person_overrides(cfg, person_generator, cse_person_generator)
+    cfg = load_run_config(config_path, opts, dst, person_generator, cse_person_generator)
     if print_config:
         click.echo(config_to_yaml(cfg))
         return
@@ -523,50 +600,10 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     # Detectors load their weights lazily, on the first frame: keep these for the whole run.
     ctx.with_resource(_environment(env))
     try:
-        anonymizer = build_anonymizer(cfg)
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from e
+        run, export = build_run_context(cfg, ctx.params, kind, amp_given=amp_given)
     except WeightsError as e:
-        if isinstance(ctx.obj, _BuildOnly):
-            raise
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
-    if full_detection_every is None:
-        has_fast_mode = callable(getattr(anonymizer.detector, "detect_fast", None))
-        full_detection_every = min(AUTO_FULL_DETECTION_EVERY, gap + 1) if has_fast_mode else 1
-    _check_capabilities(anonymizer, config_path, truncation=truncation_value, mt=multi_modal_truncation,
-                        amp_given=amp_given, track=track, kind=kind)
-    logger.info("config %s, generators %s", config_path, {k: type(g).__name__ for k, g in anonymizer.generators.items()})
-
-    try:
-        given = GivenDetections(detections_file) if detections_file is not None else None
-        export = DetectionExport(export_detections) if export_detections is not None else None
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    store = None
-    if cache:
-        root = cache_dir or Path(os.environ.get("DP2_CACHE_DIR", Path.home() / ".cache" / "dp2" / "detections"))
-        detector_node = cfg.anonymizer.get("detector")
-        store = DetectionCache(root, config_to_yaml(detector_node, resolve=True) if detector_node is not None else "")
-    sampler = LatentSampler(seed)
-    options = SynthesisOptions(truncation_value=truncation_value or 0.0,
-                               multi_modal_truncation=multi_modal_truncation, amp=amp)
-    process = FrameProcessor(anonymizer, next_seed=sampler.next_seed, options=options,
-                             visualize_detections=visualize_detection, cache=store, given=given, export=export)
-    run = RunContext(process=process, max_res=max_res, keep_metadata=keep_metadata, visualize=visualize,
-                     start_time=start_time, end_time=end_time, fps=fps, codec=codec, crf=crf, lossless=lossless,
-                     temporal_fill=5 if temporal_fill is None else temporal_fill,
-                     temporal_fill_given=temporal_fill is not None, track=track, seed=seed, resume=resume,
-                     full_detection_every=full_detection_every,
-                     settings_sha256=_settings_digest(cfg, seed=seed, t=truncation_value, mt=multi_modal_truncation,
-                                                      max_res=max_res, st=start_time, et=end_time, fps=fps,
-                                                      codec=codec, crf=crf, lossless=lossless,
-                                                      temporal_fill=temporal_fill, track=track, vd=visualize_detection,
-                                                      full_detection_every=full_detection_every,
-                                                      keep_metadata=keep_metadata, detections=detections_file))
-    run.max_retries = max_retries
-    if isinstance(ctx.obj, _BuildOnly):
-        return run  # worker_context(): another process builds what this command builds, and runs nothing
 
     failures: list[tuple[Path, str]] = []
     try:
