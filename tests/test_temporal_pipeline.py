@@ -168,3 +168,43 @@ def test_default_schedule_uses_the_fast_mode_and_leaks_nothing(clip, tmp_path, a
     # 30 frames: the full mode every 6th frame by default, every (fill + 1)-th with a shorter fill.
     assert FastModeSquareDetector.calls == {"full": full, "fast": 30 - full}
     assert leaked_frames(out) == []
+
+
+def test_detecting_ahead_in_a_thread_changes_nothing():
+    from dp2.anonymizer import Anonymizer
+    from dp2.generation.classic import MaskOut
+    from dp2.runner import FrameProcessor, run_frames
+    from dp2.stages import RegionFilterStage
+
+    from helpers import FastModeSquareDetector
+
+    frames = [Frame(image=torch.from_numpy(a).permute(2, 0, 1).contiguous(), index=i)
+              for i, a in enumerate(moving_square_frames(n=20))]
+    results = {}
+    for ahead in (0, 2):
+        process = FrameProcessor(Anonymizer(detector=FastModeSquareDetector(), face=RegionFilterStage(
+            generator=MaskOut(fill="black"))), next_seed=lambda: 0)
+        out = []
+        stats = run_frames(frames, process, lambda f, r: out.append((f.index, r)), detect_ahead=ahead,
+                           temporal=TemporalStage(next_seed=lambda: 0, max_gap=5, full_detection_every=3))
+        results[ahead] = (out, stats.filled)
+    (a, filled_a), (b, filled_b) = results[0], results[2]
+    assert [i for i, _ in a] == [i for i, _ in b] == list(range(20)) and filled_a == filled_b > 0
+    assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a, b))
+
+
+def test_detection_errors_in_the_thread_reach_the_caller():
+    from dp2.anonymizer import Anonymizer
+    from dp2.generation.classic import MaskOut
+    from dp2.runner import FrameProcessor, run_frames
+    from dp2.stages import RegionFilterStage
+
+    class Broken:
+        def __call__(self, image):
+            raise RuntimeError("detector exploded")
+
+    process = FrameProcessor(Anonymizer(detector=Broken(), face=RegionFilterStage(generator=MaskOut())),
+                             next_seed=lambda: 0)
+    frames = [Frame(image=torch.zeros(3, 16, 16, dtype=torch.uint8), index=i) for i in range(3)]
+    with pytest.raises(RuntimeError, match="detector exploded"):
+        run_frames(frames, process, lambda f, r: None, detect_ahead=2)
