@@ -36,6 +36,7 @@ logger = logging.getLogger("dp2")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Videos: the detector's full mode every this many frames by default (bench/bench_deface.py).
 AUTO_FULL_DETECTION_EVERY = 6
+DEFAULT_TEMPORAL_FILL = 5  # videos; 0 for --webcam
 
 
 def default_output_path(input_path: Path, kind: InputKind) -> Path:
@@ -59,8 +60,7 @@ class RunContext:
     codec: str | None
     crf: int | None
     lossless: bool = False
-    temporal_fill: int = 5
-    temporal_fill_given: bool = False
+    temporal_fill: int = DEFAULT_TEMPORAL_FILL  # resolved for the input kind (see _temporal_fill)
     track: bool = False
     full_detection_every: int = 1
     seed: int = 0
@@ -69,11 +69,17 @@ class RunContext:
     settings_sha256: str = ""
     stats: LoopStats = field(default_factory=LoopStats)
 
-    def temporal(self, max_gap: int | None = None) -> TemporalStage:
+    def temporal(self) -> TemporalStage:
         """Fresh tracking state for one stream (a video or the webcam)."""
-        gap = self.temporal_fill if max_gap is None else max_gap
-        return TemporalStage(next_seed=self.process.next_seed, max_gap=gap, track_seeds=self.track,
-                             full_detection_every=self.full_detection_every if gap + 1 >= self.full_detection_every else 1)
+        return TemporalStage(next_seed=self.process.next_seed, max_gap=self.temporal_fill, track_seeds=self.track,
+                             full_detection_every=self.full_detection_every)
+
+
+def _temporal_fill(given: int | None, kind: InputKind | None) -> int:
+    """``--temporal-fill`` for the input kind: as given, else 5 frames for videos and 0 live (no latency)."""
+    if given is not None:
+        return given
+    return 0 if kind is InputKind.WEBCAM else DEFAULT_TEMPORAL_FILL
 
 
 def _with_path(path: Path, reason: str) -> str:
@@ -128,7 +134,7 @@ def run_webcam(index: int, ctx: RunContext, capture_factory: Callable | None = N
     try:
         # Gap filling holds frames back; live, only when asked for (--temporal-fill).
         stats = run_frames(source, ctx.process, sink, source_name=f"webcam:{index}",
-                           temporal=ctx.temporal(ctx.temporal_fill if ctx.temporal_fill_given else 0))
+                           temporal=ctx.temporal())
     finally:
         source.close()
         sink.close()
@@ -391,7 +397,7 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
         click.UsageError: options this config cannot honour. WeightsError: missing weights.
     """
     p = SimpleNamespace(**params)
-    gap = p.temporal_fill if p.temporal_fill is not None else (0 if kind is InputKind.WEBCAM else 5)
+    gap = _temporal_fill(p.temporal_fill, kind)
     try:
         anonymizer = build_anonymizer(cfg)
     except ConfigError as e:
@@ -427,8 +433,7 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
                               detections=p.detections_file)
     run = RunContext(process=process, max_res=p.max_res, keep_metadata=p.keep_metadata, visualize=p.visualize,
                      start_time=p.start_time, end_time=p.end_time, fps=p.fps, codec=p.codec, crf=p.crf,
-                     lossless=p.lossless, temporal_fill=5 if p.temporal_fill is None else p.temporal_fill,
-                     temporal_fill_given=p.temporal_fill is not None, track=p.track, seed=p.seed, resume=p.resume,
+                     lossless=p.lossless, temporal_fill=gap, track=p.track, seed=p.seed, resume=p.resume,
                      full_detection_every=every, max_retries=p.max_retries, settings_sha256=digest)
     return run, export
 
@@ -563,7 +568,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         raise click.UsageError("--start-time/--end-time/--fps apply to videos, not to an image")
     if start_time is not None and end_time is not None and end_time <= start_time:
         raise click.UsageError(f"--end-time ({end_time}) must be after --start-time ({start_time})")
-    gap = temporal_fill if temporal_fill is not None else (0 if kind is InputKind.WEBCAM else 5)
+    gap = _temporal_fill(temporal_fill, kind)
     if full_detection_every is not None and full_detection_every > gap + 1:
         raise click.UsageError(f"--full-detection-every {full_detection_every} needs --temporal-fill >= "
                                f"{full_detection_every - 1} to bridge the frames between full passes (now {gap})")
