@@ -82,21 +82,25 @@ def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str
         info = reader.info
         # Decoding runs ahead in its own thread (bounded), encoding behind in another.
         frames = prefetch(array_frames(iter(reader), str(src), ctx.max_res), size=8)
-        first = next(frames, None)
-        if first is None:
-            raise ValueError(f"{src}: no video frames in the selected time range")
-        out_fps = ctx.fps or info.fps
-        start = ctx.start_time or 0.0
-        writer = VideoWriter(dst, fps=out_fps, size_hw=first.size_hw, codec=ctx.codec, crf=ctx.crf, lossless=ctx.lossless,
-                             audio_from=src if info.has_audio else None,
-                             audio_start_s=start, audio_end_s=ctx.end_time)
-        bar = progress_bar(total=info.num_frames, desc=src.name, position=position)
-
-        def all_frames():
-            yield first
-            yield from frames
-
+        bar = None
+        # Everything after the decoding thread starts sits in this try: the thread must be stopped
+        # before the reader closes its container, whatever fails (the writer's set-up included),
+        # or FFmpeg decodes from freed memory and the process dies of a segfault.
         try:
+            first = next(frames, None)
+            if first is None:
+                raise ValueError(f"{src}: no video frames in the selected time range")
+            out_fps = ctx.fps or info.fps
+            start = ctx.start_time or 0.0
+            writer = VideoWriter(dst, fps=out_fps, size_hw=first.size_hw, codec=ctx.codec, crf=ctx.crf,
+                                 lossless=ctx.lossless, audio_from=src if info.has_audio else None,
+                                 audio_start_s=start, audio_end_s=ctx.end_time)
+            bar = progress_bar(total=info.num_frames, desc=src.name, position=position)
+
+            def all_frames():
+                yield first
+                yield from frames
+
             with writer, BackgroundWriter(writer.write) as encoder:
                 def emit(frame: Frame, result: torch.Tensor) -> bool:
                     encoder.submit(result.permute(1, 2, 0).numpy(), None if ctx.fps else frame.time_s)
@@ -107,8 +111,9 @@ def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str
                 stats = run_frames(all_frames(), ctx.process, emit, source_name=source_name, progress=bar,
                                    temporal=ctx.temporal(), detect_ahead=2)
         finally:
-            bar.close()
-            frames.close()
+            if bar is not None:
+                bar.close()
+            frames.close()  # joins the decoding thread
     ctx.stats.merge(stats)
     logger.info("%s: %d frames at %.1f frames/s, detections %s, %d filled in gaps, %d shot cuts",
                 src, stats.frames, stats.fps, stats.detections, stats.filled, stats.shot_cuts)
