@@ -331,6 +331,10 @@ class VideoReader:
             fps=self.fps if self.fps is not None else probe.info.fps,
             num_frames=self._estimate_num_frames(probe.info),
         )
+        height, width = probe.info.size_hw
+        # Size of the stored (not yet rotated) frames: the first frame's.
+        self._stored_hw = (width, height) if probe.info.rotation in (90, 270) else (height, width)
+        self._rescale_warned = False
         self._container = _open_input(self.path)
         self._stream = _video_stream(self._container, self.path)
         self._stream.thread_type = "AUTO"
@@ -366,11 +370,26 @@ class VideoReader:
         return self._iter_resampled()
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        image = frame.to_ndarray(format="rgb24")  # [H, W, 3] as stored
+        if (frame.height, frame.width) != self._stored_hw:
+            # A stream that changes resolution mid-way (concatenated or adaptive recordings): every
+            # frame is scaled to the first frame's size before it is anonymized, so what is
+            # written is always the anonymized frame, and the video keeps one size.
+            height, width = self._stored_hw
+            if not self._rescale_warned:
+                self._rescale_warned = True
+                logger.warning("%s: resolution changes mid-stream (%dx%d -> %dx%d at t=%.3f s); scaling such "
+                               "frames to the first frame's %dx%d", self.path, width, height, frame.width,
+                               frame.height, self._frame_time(frame), width, height)
+            image = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+        else:
+            image = frame.to_ndarray(format="rgb24")  # [H, W, 3] as stored
         quarter_turns = self.info.rotation // 90
         if quarter_turns:
             image = np.ascontiguousarray(np.rot90(image, quarter_turns))  # counter-clockwise
         return image
+
+    def _frame_time(self, frame: av.VideoFrame) -> float:
+        return float((frame.pts - self._zero_pts) * self._time_base) if frame.pts is not None else math.nan
 
     def _seek(self, time_s: float) -> None:
         target = self._zero_pts + math.floor(Fraction(time_s) / self._time_base)
