@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 _FFmpegError = av.error.FFmpegError  # base of PyAV's FFmpeg errors (also a ValueError/OSError subclass)
 
-__all__ = ["VideoError", "VideoInfo", "VideoReader", "VideoWriter", "probe_video"]
+__all__ = ["VideoError", "VideoInfo", "VideoReader", "VideoWriter", "check_video_encoder", "probe_video"]
 
 # Tolerance for comparing times, in seconds: far below any frame interval, it
 # absorbs float rounding of user-given times (e.g. 0.1 + 0.2 vs 0.3).
@@ -485,6 +485,27 @@ def _encoder_available(name: str) -> bool:
     return True
 
 
+# Shown when a --codec is refused (those of them this FFmpeg build has).
+_EXAMPLE_VIDEO_ENCODERS = ("libx264", "libx265", "libvpx-vp9", "mpeg4", "ffv1", "mjpeg")
+
+
+def check_video_encoder(codec: str) -> None:
+    """Raise ValueError unless ``codec`` names a video encoder of this PyAV/FFmpeg build.
+
+    The message is one line and lists a few encoders that are there, e.g. for ``aac``:
+    "'aac' is an audio encoder, not a video encoder; use e.g. libx264, libx265, ...".
+    """
+    examples = ", ".join(name for name in _EXAMPLE_VIDEO_ENCODERS if _encoder_available(name))
+    try:
+        kind = av.Codec(codec, "w").type
+    except ValueError:  # unknown, or a decoder only
+        raise ValueError(f"{codec!r} is not a video encoder of this PyAV/FFmpeg build; "
+                         f"use e.g. {examples}") from None
+    if kind != "video":
+        raise ValueError(f"{codec!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} encoder, not a video encoder; "
+                         f"use e.g. {examples}")
+
+
 @dataclass(frozen=True)
 class _VideoEncoding:
     codec: str
@@ -500,8 +521,10 @@ def _choose_video_encoding(ext: str, codec: str | None, crf: int | None, lossles
         codec = (_LOSSLESS_CODEC_BY_EXT if lossless else _VIDEO_CODEC_BY_EXT)[ext]
         if codec == "libvpx-vp9" and not _encoder_available(codec):
             codec = "libvpx"
-    if not _encoder_available(codec):
-        raise ValueError(f"{path}: video encoder {codec!r} is not available in this PyAV/FFmpeg build")
+    try:
+        check_video_encoder(codec)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     if codec in ("libx264", "libx265"):
         if lossless:
             # qp 0 is lossless on the YUV 4:4:4 planes (RGB->YUV rounding remains).
@@ -632,6 +655,9 @@ class VideoWriter:
             raise ValueError(f"fps must be a positive finite number, got {fps}")
         if len(size_hw) != 2 or not all(int(s) == s and s > 0 for s in size_hw):
             raise ValueError(f"size_hw must be two positive integers (height, width), got {size_hw}")
+        for name, value in (("audio_start_s", audio_start_s), ("audio_end_s", audio_end_s)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number of seconds, got {value}")
         if audio_start_s is not None and audio_end_s is not None and audio_end_s <= audio_start_s:
             raise ValueError(f"audio_end_s ({audio_end_s}) must be greater than audio_start_s ({audio_start_s})")
         if audio_from is not None:
@@ -682,7 +708,7 @@ class VideoWriter:
         enc = self._encoding
         try:
             stream = self._container.add_stream(enc.codec, rate=self._rate)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise ValueError(f"{self.path}: container can't hold video codec {enc.codec!r} ({e})") from e
         stream.height, stream.width = self.encoded_size_hw
         stream.pix_fmt = enc.pix_fmt
@@ -795,7 +821,8 @@ class VideoWriter:
             raise ValueError(f"frame_rgb must be a uint8 numpy array, got {kind}")
         expected = (*self.size_hw, 3)
         if frame_rgb.shape != expected:
-            raise ValueError(f"frame_rgb must have shape [H, W, 3] = {list(expected)}, got {list(frame_rgb.shape)}")
+            raise ValueError(f"{self.path}: frame_rgb must have shape [H, W, 3] = {list(expected)} (the size "
+                             f"the video was opened with), got {list(frame_rgb.shape)}")
 
         if time_s is None:
             if self._origin is None:
