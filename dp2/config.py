@@ -77,14 +77,34 @@ def _resolve_relative(importer: Path, name: str, level: int) -> Path:
 def _exec_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    source = path.read_text(encoding="utf-8")
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e})") from e
     try:
         code = compile(source, str(path), "exec")
-    except SyntaxError as e:
-        raise ConfigError(f"{path}: syntax error on line {e.lineno}: {e.msg}") from e
+    except (SyntaxError, ValueError) as e:  # ValueError: NUL bytes in the source
+        where = f" on line {e.lineno}" if getattr(e, "lineno", None) else ""
+        raise ConfigError(f"{path}: syntax error{where}: {getattr(e, 'msg', e)}") from e
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": f"dp2_config.{path.stem}", _CONFIG_FILE: path}
-    exec(code, namespace)  # noqa: S102 - config files are code by design, like DP2's
+    try:
+        exec(code, namespace)  # noqa: S102 - config files are code by design, like DP2's
+    except ConfigError:
+        raise  # from a config file it imports; names that file already
+    except (Exception, SystemExit) as e:  # the file's own code failed: one line naming it and where
+        raise ConfigError(f"{path}{_line_in(e, path)}: {type(e).__name__}: {e}") from e
     return namespace
+
+
+def _line_in(error: BaseException, path: Path) -> str:
+    """`` line N`` of the innermost traceback entry in ``path`` (empty when none is)."""
+    line = None
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" line {line}" if line is not None else ""
 
 
 def _module_from_file(path: Path) -> types.ModuleType:
@@ -132,7 +152,8 @@ def load_config(path: str | Path) -> DictConfig:
     ``DictConfig`` or ``ListConfig`` form the returned root config.
 
     Raises:
-        ConfigError: missing file, syntax error or broken relative import.
+        ConfigError: missing or unreadable file, syntax error, an exception raised by the file's
+            code (the message names the file and line), or a broken relative import.
     """
     path = Path(path).resolve()
     with _relative_imports():
@@ -174,7 +195,7 @@ def _build(node: Any, key_path: str) -> Any:
                 return target(**kwargs)
             except ConfigError:
                 raise
-            except TypeError as e:
+            except (TypeError, ValueError, ArithmeticError) as e:  # a constructor refused a value
                 raise ConfigError(f"cannot build {key_path or 'config'} ({node[TARGET_KEY]}): {e}") from e
         return {k: _build(v, f"{key_path}.{k}" if key_path else k) for k, v in node.items()}
     if isinstance(node, list):
@@ -183,7 +204,13 @@ def _build(node: Any, key_path: str) -> Any:
 
 
 def instantiate(cfg: Any, key_path: str = "") -> Any:
-    """Recursively build every node with a ``_target_``; interpolations are resolved first."""
+    """Recursively build every node with a ``_target_``; interpolations are resolved first.
+
+    Raises:
+        ConfigError: an interpolation does not resolve, a ``_target_`` does not import, or a
+            constructor refuses its arguments (TypeError, ValueError, ArithmeticError); the
+            message names the node (``anonymizer.detector``), its target and the reason.
+    """
     if isinstance(cfg, (DictConfig, ListConfig)):
         try:
             container = OmegaConf.to_container(cfg, resolve=True)
