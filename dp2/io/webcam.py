@@ -7,6 +7,9 @@ further and further behind.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import sys
 import threading
 import time
 from typing import Callable, Iterator
@@ -17,7 +20,7 @@ import torch
 from ..structures import Frame
 from .images import resize_max_res
 
-__all__ = ["WebcamSource", "WindowSink"]
+__all__ = ["WebcamError", "WebcamSource", "WindowSink", "window_unavailable"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +32,37 @@ class WebcamError(RuntimeError):
 def _open_cv2(index: int):
     import cv2
 
-    cap = cv2.VideoCapture(index)
-    if not cap.isOpened():
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    old_level = log.getLogLevel() if log is not None else None
+    if log is not None:
+        log.setLogLevel(log.LOG_LEVEL_SILENT)  # OpenCV's own lines about a missing camera; ours says it
+    try:
+        cap = cv2.VideoCapture(index)
+        opened = cap.isOpened()
+    finally:
+        if log is not None:
+            log.setLogLevel(old_level)
+    if not opened:
         raise WebcamError(f"cannot open webcam {index} (is a camera connected and free?)")
     return cap
+
+
+def window_unavailable() -> str | None:
+    """Why no OpenCV window can be shown here (for ``-v`` and ``--webcam``), or None if one can.
+
+    Checked before a run: OpenCV's Qt backend aborts the whole process (SIGABRT) when it finds no
+    display, before anything is written.
+    """
+    try:
+        import cv2
+    except ImportError as e:
+        return f"OpenCV cannot be imported ({e})"
+    gui = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
+    if gui is not None and gui.group(1).upper() == "NONE":
+        return "this OpenCV build has no GUI (opencv-python-headless?)"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "there is no display ($DISPLAY and $WAYLAND_DISPLAY are unset)"
+    return None
 
 
 class WebcamSource:
