@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
 from .io.images import IMAGE_SUFFIXES, ImageError
 from .io.manifest import MANIFEST_NAME, RunManifest, file_sha256
 from .io.sources import VIDEO_SUFFIXES, InputKind, classify_path
+from .io.webcam import WebcamError
 from .runner import FrameProcessor, LoopStats, TemporalStage, run_frames
 from .detection.base import DEVICE_ENV_VAR, resolve_device
 from .weights import VERIFY_ENV_VAR, WEIGHTS_ENV_VAR, WeightsError
@@ -142,6 +144,39 @@ def run_webcam(index: int, ctx: RunContext, capture_factory: Callable | None = N
 
 
 # --- option checks ---------------------------------------------------------------------------
+
+def _check_video_options(start_time: float | None, end_time: float | None, fps: float | None,
+                         codec: str | None) -> None:
+    """``--st/--et/--fps/--codec`` before any work: finite times, a non-empty range, a video encoder."""
+    from .io.video import check_video_encoder
+
+    for hint, value in (("--start-time/--st", start_time), ("--end-time/--et", end_time), ("--fps", fps)):
+        if value is not None and not math.isfinite(value):
+            raise click.BadParameter(f"{value} is not a finite number of seconds" if hint != "--fps"
+                                     else f"{value} is not a finite frame rate", param_hint=hint)
+    if end_time is not None and end_time <= (start_time or 0.0):
+        raise click.UsageError(f"--end-time ({end_time}) must be after --start-time ({start_time or 0.0})")
+    if codec is not None:
+        try:
+            check_video_encoder(codec)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--codec") from e
+
+
+def _check_window(visualize: bool, kind: InputKind | None) -> bool:
+    """Whether results can be shown in a window: ``--webcam`` needs one (usage error without);
+    ``-v`` without one writes the outputs unshown, with a warning (OpenCV would abort the process)."""
+    from .io.webcam import window_unavailable
+
+    if not visualize and kind is not InputKind.WEBCAM:
+        return False
+    reason = window_unavailable()
+    if reason is None:
+        return visualize
+    if kind is InputKind.WEBCAM:
+        raise click.UsageError(f"--webcam shows the anonymized stream in a window, but {reason}")
+    logger.warning("-v/--visualize: cannot show a window: %s; writing the output without showing it", reason)
+    return False
 
 def _check_capabilities(anonymizer: Anonymizer, config_path: Path, *, truncation: float | None, mt: bool,
                         amp_given: bool, track: bool, kind: InputKind | None) -> None:
@@ -455,8 +490,9 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
               help="Video: second to stop at (exclusive).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Video: output frame rate (frames picked at n/fps). Default: the source's timing.")
-@click.option("--detection-score-threshold", "--dst", "dst", type=click.FloatRange(0, 1), default=None,
-              help="Detector score threshold (sets detector.score_threshold). Default: the config's value.")
+@click.option("--detection-score-threshold", "--dst", "dst", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Detector score threshold in [0, 1) (sets detector.score_threshold; 1 would find nothing). "
+                   "Default: the config's value.")
 @click.option("--visualize-detection", "--vd", "visualize_detection", is_flag=True,
               help="Draw boxes, scores and landmarks instead of anonymizing.")
 @click.option("--multi-modal-truncation", "--mt", "multi_modal_truncation", is_flag=True,
@@ -479,7 +515,7 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
                    f"Default: {AUTO_FULL_DETECTION_EVERY} (at most --temporal-fill + 1) for detectors with a fast "
                    "mode, else 1. 1 = full mode on every frame: slowest, and a tiny face that shows for fewer "
                    "than N frames between full passes cannot be missed this way.")
-@click.option("--seed", type=int, default=0, help="Seed for the per-detection latent seeds.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, help="Seed for the per-detection latent seeds.")
 @click.option("--person-generator", default=None, help="Generator config for persons without CSE.")
 @click.option("--cse-person-generator", default=None, help="Generator config for persons with CSE.")
 @click.option("--webcam", type=int, is_flag=False, flag_value=0, default=None, metavar="[INDEX]",
@@ -566,14 +602,14 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
                                      f"video ({', '.join(VIDEO_SUFFIXES)}) or folder", param_hint="-i/--input_path")
     if kind is InputKind.IMAGE and any(v is not None for v in (start_time, end_time, fps)):
         raise click.UsageError("--start-time/--end-time/--fps apply to videos, not to an image")
-    if start_time is not None and end_time is not None and end_time <= start_time:
-        raise click.UsageError(f"--end-time ({end_time}) must be after --start-time ({start_time})")
+    _check_video_options(start_time, end_time, fps, codec)
     gap = _temporal_fill(temporal_fill, kind)
     if full_detection_every is not None and full_detection_every > gap + 1:
         raise click.UsageError(f"--full-detection-every {full_detection_every} needs --temporal-fill >= "
                                f"{full_detection_every - 1} to bridge the frames between full passes (now {gap})")
     if detections_file is not None and cache:
         raise click.UsageError("--detections and --cache exclude each other (given detections need no cache)")
+    show_window = not print_config and _check_window(visualize, kind)
 
     output = None
     if kind in (InputKind.IMAGE, InputKind.VIDEO, InputKind.FOLDER):
@@ -609,6 +645,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     except WeightsError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
+    run.visualize = show_window and kind is not InputKind.WEBCAM
 
     failures: list[tuple[Path, str]] = []
     try:
@@ -624,7 +661,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     except KeyboardInterrupt:
         click.echo("interrupted: partial outputs were removed", err=True)
         sys.exit(130)
-    except WeightsError as e:
+    except (WeightsError, WebcamError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
