@@ -35,8 +35,10 @@ def _make_clip(
     h: int = H,
     w: int = W,
     faststart: bool = False,
+    audio_tracks: int = 1,
 ) -> Path:
-    """Writes a clip: 64x48 h264 frames at `frame_times` (default 25 fps, 2 s) + optional 2 s sine."""
+    """Writes a clip: 64x48 h264 frames at `frame_times` (default 25 fps, 2 s) + optional 2 s sine
+    (`audio_tracks` copies of it, tagged with the languages eng, fra, deu, ...)."""
     if frame_times is None:
         frame_times = [i / FPS for i in range(N)]
     options = {"movflags": "+faststart"} if faststart else {}
@@ -48,10 +50,12 @@ def _make_clip(
     video.codec_context.options = {"preset": "ultrafast", "crf": "10"}
     if rotation is not None:
         video.set_display_rotation(rotation)
-    audio = None
-    if audio_codec:
+    audios = []
+    for number in range(audio_tracks if audio_codec else 0):
         audio = container.add_stream(audio_codec, rate=44100)
         audio.layout = "mono"
+        audio.metadata["language"] = ("eng", "fra", "deu", "spa")[number % 4]
+        audios.append(audio)
     for i, t in enumerate(frame_times):
         frame = av.VideoFrame.from_ndarray(_image(i, h, w), format="rgb24")
         frame.pts = round((t + video_delay_s) * 1000)
@@ -60,7 +64,7 @@ def _make_clip(
             container.mux(packet)
     for packet in video.encode():
         container.mux(packet)
-    if audio is not None:
+    for audio in audios:
         write_sine(container, audio, frame_times[-1] + video_delay_s + 0.04)
     container.close()
     return path
@@ -79,3 +83,31 @@ def write_sine(container, stream, seconds: float) -> None:
 
 
 make_clip = _make_clip
+
+
+def make_resolution_change_clip(path: Path, sizes_hw=((H, W), (80, 96)), frames_each: int = 10) -> Path:
+    """An MJPEG .mkv whose frames change size mid-stream (each JPEG carries its own size), like
+    concatenated recordings; the first `frames_each` frames have the first size, and so on."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("mjpeg", rate=FPS)
+    stream.height, stream.width = sizes_hw[0]
+    stream.pix_fmt = "yuvj420p"
+    stream.codec_context.time_base = Fraction(1, FPS)
+    i = 0
+    for number, (h, w) in enumerate(sizes_hw):
+        encoder = stream.codec_context if number == 0 else av.CodecContext.create("mjpeg", "w")
+        if number:
+            encoder.height, encoder.width, encoder.pix_fmt = h, w, "yuvj420p"
+            encoder.time_base = Fraction(1, FPS)
+        for _ in range(frames_each):
+            frame = av.VideoFrame.from_ndarray(_image(i, h, w), format="rgb24").reformat(format="yuvj420p")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for packet in encoder.encode(frame):
+                packet.stream = stream
+                container.mux(packet)
+            i += 1
+        for packet in encoder.encode(None):
+            packet.stream = stream
+            container.mux(packet)
+    container.close()
+    return path

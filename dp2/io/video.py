@@ -562,6 +562,19 @@ def _choose_video_encoding(ext: str, codec: str | None, crf: int | None, lossles
     return _VideoEncoding(codec, pix_fmt, options, None, even_size=pix_fmt == "yuv420p")
 
 
+@dataclass
+class _AudioTrack:
+    """One source audio stream on its way into the output."""
+
+    in_stream: av.AudioStream
+    out_stream: object  # av.AudioStream (copy) or the encoder's stream
+    in_tb: Fraction
+    shift: int  # source pts - output pts, in in_tb
+    mode: str  # "copy" or "encode"
+    encode_pts: int | None = None  # next sample's pts when re-encoding
+    ended: bool = False  # a packet past the range was seen
+
+
 class VideoWriter:
     """Encodes uint8 RGB frames into a video file, optionally copying a source's audio.
 
@@ -604,7 +617,8 @@ class VideoWriter:
         .webm/.mkv, aac for .mp4/.mov, mp3 for .avi) with a warning. AVI can
         store neither a late video start nor an audio offset (both play from
         0), so for .avi the audio is always cut at the first video frame (or
-        at `audio_start_s`); audio starting after the video plays early.
+        at `audio_start_s`), with a warning when that drops a lead-in; audio
+        starting after the video plays early.
 
     Args:
         path: Output file; its extension picks the container and codec.
@@ -612,8 +626,10 @@ class VideoWriter:
         size_hw: (height, width) of the frames to be written.
         codec: Video encoder name overriding the default for the extension.
         crf: Quality (lower is better) overriding the codec's default.
-        audio_from: File whose first audio stream is copied; None for no audio.
-            A file without audio gives a video-only output.
+        audio_from: File whose audio streams are all copied (each re-encoded when the
+            container can't hold its codec; a further track that can't be written either is
+            left out with a warning); None for no audio. A file without audio gives a
+            video-only output.
         audio_start_s: Start of the source range, seconds (see Convention).
         audio_end_s: Exclusive end of the audio range, seconds (None: to the end).
         rotation: Ignored: frames are written upright, without display matrix.
@@ -726,13 +742,12 @@ class VideoWriter:
         source = _probe(audio_from)  # validates the file and gives source time 0
         container = _open_input(audio_from)
         self._audio_in = container
-        if not container.streams.audio:
+        in_streams = list(container.streams.audio)
+        if not in_streams:
             logger.info("%s: no audio stream; writing video only", audio_from)
             container.close()
             self._audio_in = None
             return
-        in_stream = container.streams.audio[0]
-        in_tb = Fraction(in_stream.time_base)
         video_zero = source.zero_pts * source.time_base  # source time 0 on the container clock
         self._audio_lo = Fraction(start_s) if start_s is not None and start_s > 0 else None
         self._audio_hi = None if end_s is None else Fraction(end_s)
@@ -740,40 +755,65 @@ class VideoWriter:
             # AVI stores no start times: both streams play from 0, so cut the audio
             # at the first video frame instead of keeping a lead-in.
             self._audio_lo = Fraction(0)
+        starts = [(s.start_time * Fraction(s.time_base) - video_zero) if s.start_time is not None else Fraction(0)
+                  for s in in_streams]
         if self._audio_lo is not None:
             self._origin = self._audio_lo
+            lead_in = float(self._audio_lo - min(starts)) if start_s is None or start_s <= 0 else 0.0
+            if ext == ".avi" and lead_in > 1 / self.fps:
+                logger.warning("%s: AVI can't start audio before the video; the %.3f s of audio of %s before "
+                               "its first video frame are left out (use .mp4/.mkv/.mov to keep them)",
+                               self.path, lead_in, audio_from)
         else:
-            first = in_stream.start_time
-            audio_start = (first * in_tb - video_zero) if first is not None else Fraction(0)
-            self._origin = min(Fraction(0), audio_start)
+            self._origin = min(Fraction(0), *starts)
             if self._audio_hi is not None and self._audio_hi <= self._origin:
                 raise ValueError(f"audio_end_s ({end_s}) must be after the audio start ({float(self._origin):.3f} s)")
 
+        self._audio_tracks: dict[int, _AudioTrack] = {}
+        for number, in_stream in enumerate(in_streams):
+            try:
+                track = self._add_audio_track(in_stream, ext, audio_from, video_zero)
+            except (ValueError, TypeError) as e:
+                if number == 0:
+                    raise
+                # Keep the video and the other tracks rather than failing the whole file.
+                logger.warning("%s: audio track %d of %s (%s) can't be written to %s, left out: %s", self.path,
+                               number + 1, audio_from, in_stream.codec_context.name, ext, e)
+                continue
+            self._audio_tracks[in_stream.index] = track
+        self._audio_mode = "+".join(t.mode for t in self._audio_tracks.values())
+        self._video_zero = video_zero
+        self._audio_pending = None
+        self._audio_done = False
+        first = in_streams[0]
+        if self._audio_lo is not None and self._audio_lo > 1:
+            container.seek(round((self._audio_lo + video_zero) / Fraction(first.time_base)), stream=first,
+                           backward=True)
+        if ext == ".avi" and first.start_time is not None:
+            late_s = float(starts[0] - self._origin)
+            if late_s > 1 / self.fps:
+                logger.warning("%s: AVI can't delay audio; it will play %.3f s early", self.path, late_s)
+        self._audio_packets = container.demux(*[t.in_stream for t in self._audio_tracks.values()])
+
+    def _add_audio_track(self, in_stream: av.AudioStream, ext: str, audio_from: Path, video_zero: Fraction):
+        """An output stream for one source audio stream: a stream copy, or a re-encode when the
+        container can't hold the source's codec."""
         try:
             if hasattr(self._container, "add_stream_from_template"):  # PyAV >= 14
                 out_stream = self._container.add_stream_from_template(in_stream)
             else:
                 out_stream = self._container.add_stream(template=in_stream)
-            self._audio_mode = "copy"
+            mode = "copy"
         except ValueError:
             out_stream = self._add_audio_encoder(in_stream, ext, audio_from)
-            self._audio_mode = "encode"
-        self._audio_in_stream = in_stream
-        self._audio_out_stream = out_stream
-        self._audio_in_tb = in_tb
-        self._video_zero = video_zero
+            mode = "encode"
+        language = in_stream.metadata.get("language")
+        if language:  # tells the tracks apart in players
+            out_stream.metadata["language"] = language
+        in_tb = Fraction(in_stream.time_base)
         # Source pts -> output pts, in the source's time base (exact for the copy).
-        self._audio_shift = round((self._origin + video_zero) / in_tb)
-        self._audio_encode_pts: int | None = None
-        self._audio_pending = None
-        self._audio_done = False
-        if self._audio_lo is not None and self._audio_lo > 1:
-            container.seek(round((self._audio_lo + video_zero) / in_tb), stream=in_stream, backward=True)
-        if ext == ".avi" and in_stream.start_time is not None:
-            late_s = float(in_stream.start_time * in_tb - video_zero - self._origin)
-            if late_s > 1 / self.fps:
-                logger.warning("%s: AVI can't delay audio; it will play %.3f s early", self.path, late_s)
-        self._audio_packets = container.demux(in_stream)
+        shift = round((self._origin + video_zero) / in_tb)
+        return _AudioTrack(in_stream=in_stream, out_stream=out_stream, in_tb=in_tb, shift=shift, mode=mode)
 
     def _add_audio_encoder(self, in_stream: av.AudioStream, ext: str, audio_from: Path):
         name = _AUDIO_FALLBACK_BY_EXT[ext]
@@ -821,8 +861,8 @@ class VideoWriter:
             raise ValueError(f"frame_rgb must be a uint8 numpy array, got {kind}")
         expected = (*self.size_hw, 3)
         if frame_rgb.shape != expected:
-            raise ValueError(f"{self.path}: frame_rgb must have shape [H, W, 3] = {list(expected)} (the size "
-                             f"the video was opened with), got {list(frame_rgb.shape)}")
+            raise ValueError(f"{self.path}: frame_rgb must have shape [H, W, 3] = {list(expected)}, got "
+                             f"{list(frame_rgb.shape)} (every frame must have the first frame's size)")
 
         if time_s is None:
             if self._origin is None:
@@ -861,7 +901,7 @@ class VideoWriter:
         """Muxes source audio packets up to output time `until_out_s` (None: all in range)."""
         if self._audio_done:
             return
-        tb = self._audio_in_tb
+        tracks = self._audio_tracks
         while True:
             if self._audio_pending is not None:
                 packet, self._audio_pending = self._audio_pending, None
@@ -872,54 +912,59 @@ class VideoWriter:
                     raise VideoError(f"{self._audio_in.name}: corrupt audio ({e.strerror or e})") from e
             if packet is None:
                 break
+            track = tracks.get(packet.stream.index)
             ts = packet.pts if packet.pts is not None else packet.dts
-            if ts is None or not packet.size:
+            if track is None or track.ended or ts is None or not packet.size:
                 continue
-            source_time = ts * tb - self._video_zero
+            source_time = ts * track.in_tb - self._video_zero
             if self._audio_lo is not None and source_time < self._audio_lo - _EPS:
                 continue
             if self._audio_hi is not None and source_time >= self._audio_hi - _EPS:
-                break
+                track.ended = True  # the other tracks may still have packets in range
+                if all(t.ended for t in tracks.values()):
+                    break
+                continue
             if until_out_s is not None and float(source_time - self._origin) > until_out_s:
                 self._audio_pending = packet
                 return
-            if self._audio_mode == "copy":
-                packet.pts = None if packet.pts is None else packet.pts - self._audio_shift
-                packet.dts = None if packet.dts is None else packet.dts - self._audio_shift
-                packet.stream = self._audio_out_stream
+            if track.mode == "copy":
+                packet.pts = None if packet.pts is None else packet.pts - track.shift
+                packet.dts = None if packet.dts is None else packet.dts - track.shift
+                packet.stream = track.out_stream
                 self._container.mux(packet)
             else:
-                self._encode_audio_packet(packet, source_time)
+                self._encode_audio_packet(track, packet, source_time)
         self._audio_done = True
-        if self._audio_mode == "encode":
-            for frame in self._audio_in_stream.decode(None):  # frames the decoder still holds
-                frame = self._retime_audio_frame(frame, source_time=None)
-                if frame is not None:
-                    self._encode_audio_frame(frame)
-            self._encode_audio_frame(None)  # flush the encoder
+        for track in tracks.values():
+            if track.mode == "encode":
+                for frame in track.in_stream.decode(None):  # frames the decoder still holds
+                    frame = self._retime_audio_frame(track, frame, source_time=None)
+                    if frame is not None:
+                        self._encode_audio_frame(track, frame)
+                self._encode_audio_frame(track, None)  # flush the encoder
 
-    def _encode_audio_packet(self, packet, source_time: Fraction) -> None:
+    def _encode_audio_packet(self, track: _AudioTrack, packet, source_time: Fraction) -> None:
         try:
-            frames = self._audio_in_stream.decode(packet)
+            frames = track.in_stream.decode(packet)
         except _FFmpegError as e:
             raise VideoError(f"{self._audio_in.name}: corrupt audio ({e.strerror or e})") from e
         for frame in frames:
-            self._encode_audio_frame(self._retime_audio_frame(frame, source_time))  # never None here
+            self._encode_audio_frame(track, self._retime_audio_frame(track, frame, source_time))  # never None here
 
-    def _retime_audio_frame(self, frame, source_time: Fraction | None):
-        if self._audio_encode_pts is None:
+    def _retime_audio_frame(self, track: _AudioTrack, frame, source_time: Fraction | None):
+        if track.encode_pts is None:
             if source_time is None:
                 return None
             # Continuous sample count from the first kept frame: keeps the encoder's
             # resampler happy and the start exact.
-            self._audio_encode_pts = round((source_time - self._origin) * frame.sample_rate)
-        frame.pts = self._audio_encode_pts
+            track.encode_pts = round((source_time - self._origin) * frame.sample_rate)
+        frame.pts = track.encode_pts
         frame.time_base = Fraction(1, frame.sample_rate)
-        self._audio_encode_pts += frame.samples
+        track.encode_pts += frame.samples
         return frame
 
-    def _encode_audio_frame(self, frame) -> None:
-        for packet in self._audio_out_stream.encode(frame):
+    def _encode_audio_frame(self, track: _AudioTrack, frame) -> None:
+        for packet in track.out_stream.encode(frame):
             self._container.mux(packet)
 
     # -- finishing

@@ -12,7 +12,7 @@ import pytest
 
 from dp2.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, probe_video
 
-from media_factory import FPS, H, N, W, _image, _make_clip, _sine, write_sine
+from media_factory import FPS, H, N, W, _image, _make_clip, _sine, make_resolution_change_clip, write_sine
 
 HAMILTON = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "videos" / "fr_short_hamilton_clip.mp4"
 VFR_TIMES = [0.0, 0.04, 0.08, 0.2, 0.22, 0.5, 0.54, 0.9, 1.0, 1.3]
@@ -416,9 +416,64 @@ def test_webm_reencodes_aac_audio_to_opus(clips, tmp_path, caplog):
     assert offset == pytest.approx(-0.5, abs=0.03)  # opus pre-skip shifts its first packet by ~7 ms
 
 
-def test_avi_audio_starts_with_the_video(clips, tmp_path):
+def _audio_streams(path: Path) -> list[tuple[str, str | None, list[bytes]]]:
+    """(codec, language, packet payloads) of every audio stream."""
+    with av.open(str(path)) as container:  # streams are invalid once the container is closed
+        streams = list(container.streams.audio)
+        payloads: dict[int, list[bytes]] = {s.index: [] for s in streams}
+        for packet in container.demux(*streams):
+            if packet.size:
+                payloads[packet.stream.index].append(bytes(packet))
+        return [(s.codec_context.name, s.metadata.get("language"), payloads[s.index]) for s in streams]
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv", ".mov"])
+def test_every_audio_track_is_stream_copied(tmp_path, ext):
+    source = _make_clip(tmp_path / "two_tracks.mp4", audio_tracks=2)
+    out = tmp_path / f"out{ext}"
+    _copy_clip(source, out)
+    tracks = _audio_streams(out)
+    assert [(codec, language) for codec, language, _ in tracks] == [("aac", "eng"), ("aac", "fra")]
+    assert [payloads for _, _, payloads in tracks] == [payloads for _, _, payloads in _audio_streams(source)]
+
+
+def test_every_audio_track_of_a_range_is_kept(tmp_path):
+    source = _make_clip(tmp_path / "two_tracks.mp4", audio_tracks=2)
+    out = tmp_path / "range.mkv"
+    _copy_clip(source, out, start_time=0.4, end_time=1.2)
+    counts = [len(payloads) for _, _, payloads in _audio_streams(out)]
+    assert counts[0] == counts[1] == pytest.approx(0.8 * 44100 / 1024, abs=2)
+
+
+def test_webm_reencodes_every_audio_track(tmp_path):
+    source = _make_clip(tmp_path / "two_tracks.mp4", audio_tracks=2)
+    out = tmp_path / "out.webm"
+    _copy_clip(source, out)
+    assert [(codec, language) for codec, language, _ in _audio_streams(out)] == [("opus", "eng"), ("opus", "fra")]
+
+
+def test_an_audio_track_that_cannot_be_written_is_left_out_with_a_warning(tmp_path, monkeypatch, caplog):
+    source = _make_clip(tmp_path / "two_tracks.mp4", audio_tracks=2)
+    add_track = VideoWriter._add_audio_track
+
+    def refuse_second(self, in_stream, *args):
+        if in_stream.metadata.get("language") == "fra":
+            raise ValueError("no encoder for this")
+        return add_track(self, in_stream, *args)
+
+    monkeypatch.setattr(VideoWriter, "_add_audio_track", refuse_second)
+    out = tmp_path / "out.mp4"
+    with caplog.at_level(logging.WARNING, logger="dp2.io.video"):
+        _copy_clip(source, out)
+    assert f"audio track 2 of {source} (aac) can't be written" in caplog.text
+    assert [language for _, language, _ in _audio_streams(out)] == ["eng"]
+
+
+def test_avi_audio_starts_with_the_video(clips, tmp_path, caplog):
     out = tmp_path / "out.avi"
-    _copy_clip(clips["late_video"], out)
+    with caplog.at_level(logging.WARNING, logger="dp2.io.video"):
+        _copy_clip(clips["late_video"], out)
+    assert "AVI can't start audio before the video; the 0.5" in caplog.text
     with av.open(str(out)) as container:
         assert container.streams.audio[0].codec_context.name == "aac"
     # The 0.5 s lead-in is dropped: AVI plays both streams from 0.
@@ -450,3 +505,16 @@ def test_hamilton_two_seconds_keep_audio_in_sync(tmp_path):
     out_packets = [bytes(p) for p in _packets(out, "audio")]
     start = source_packets.index(out_packets[0])
     assert source_packets[start : start + len(out_packets)] == out_packets
+
+
+# ----------------------------------------------------------------------------- resolution changes
+
+
+def test_a_mid_stream_resolution_change_is_scaled_to_the_first_frame_size(tmp_path, caplog):
+    clip = make_resolution_change_clip(tmp_path / "sizes.mkv")
+    with caplog.at_level(logging.WARNING, logger="dp2.io.video"):
+        frames, times = _read_all(clip)
+    assert len(frames) == 20 and {f.shape for f in frames} == {(H, W, 3)}
+    assert f"{clip}: resolution changes mid-stream (64x48 -> 96x80 at t=0.400 s)" in caplog.text
+    # The scaled frames still show the content: the red marker at the top left.
+    assert frames[-1][1, 1, 0] > 200 and frames[-1][1, 1, 2] < 80
