@@ -25,7 +25,7 @@ from .dataset import (DatasetJob, anonymize_file as _anonymize_file, anonymize_i
                       remove_partials, same_file as _same_file)
 from .generation.latents import LatentSampler
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
-from .io.images import IMAGE_SUFFIXES, ImageError
+from .io.images import IMAGE_SUFFIXES
 from .io.manifest import MANIFEST_NAME, RunManifest, file_sha256
 from .io.sources import VIDEO_SUFFIXES, InputKind, classify_path
 from .io.webcam import WebcamError
@@ -656,8 +656,11 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         else:
             try:
                 _anonymize_file(input_path, output, kind, run, input_path.name)
-            except (ImageError, ValueError, OSError) as e:
-                failures.append((input_path, str(e)))
+            except WeightsError:
+                raise
+            except Exception as e:  # as in a folder run: one line, never a traceback (--debug shows it)
+                logger.debug("failure on %s", input_path, exc_info=True)
+                failures.append((input_path, _with_path(input_path, str(e) or type(e).__name__)))
     except KeyboardInterrupt:
         click.echo("interrupted: partial outputs were removed", err=True)
         sys.exit(130)
