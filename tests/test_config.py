@@ -67,6 +67,14 @@ def test_errors_name_the_file(tmp_path):
     broken.write_text("from .nope import x\n")
     with pytest.raises(ConfigError, match="does not name a config file"):
         load_config(broken)
+    raises = tmp_path / "raises.py"
+    raises.write_text("x = 1\ny = {}['missing']\n")
+    with pytest.raises(ConfigError, match=r"raises.py line 2: KeyError: 'missing'"):
+        load_config(raises)
+    not_text = tmp_path / "binary.py"
+    not_text.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="binary.py: cannot read"):
+        load_config(not_text)
 
 
 def test_instantiate_reports_bad_arguments():
@@ -75,6 +83,11 @@ def test_instantiate_reports_bad_arguments():
         instantiate(node)
     with pytest.raises(ConfigError, match="cannot import"):
         instantiate(L("dp2.nope.Thing")())
+    # A constructor that refuses a value (ValueError) is named by its key path, however deep.
+    node = L(dict)(face=L("dp2.generation.classic.GaussianBlur")(sigma_fraction=0))
+    with pytest.raises(ConfigError, match=r"cannot build anonymizer.face \(dp2.generation.classic.GaussianBlur\): "
+                                          "sigma_fraction"):
+        instantiate(node, key_path="anonymizer")
 
 
 def test_yaml_printing_resolves_interpolations():
