@@ -93,7 +93,9 @@ def remove_if_stale(path: Path) -> bool:
 
     Only regular files are touched (never through a symlink).
     """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    # Read-write: NFS emulates flock with POSIX locks, whose exclusive kind needs a writable
+    # descriptor (nothing is written). A temporary we may not open is left alone.
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
     except OSError:
