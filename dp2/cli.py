@@ -9,7 +9,9 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from pathlib import Path
@@ -20,13 +22,17 @@ import click
 from .anonymizer import Anonymizer, SynthesisOptions
 from .api import build_anonymizer, load_anonymizer_config
 from .config import ConfigError, apply_overrides, config_to_yaml
-from .dataset import (DatasetJob, anonymize_file as _anonymize_file, anonymize_image_file,  # noqa: F401
-                      anonymize_one, anonymize_video_file, check_folders, list_dataset, progress_bar as _progress,
+from .dataset import (DatasetJob, FolderError, FolderPlan, anonymize_file as _anonymize_file,  # noqa: F401
+                      anonymize_image_file, anonymize_one, anonymize_video_file, check_file_run, check_folders,
+                      failed_record, list_dataset, open_manifest, plan_folder, progress_bar as _progress,
                       remove_partials, same_file as _same_file)
 from .generation.latents import LatentSampler
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
+from .io.atomic import remove_stale_partials
 from .io.images import IMAGE_SUFFIXES
-from .io.manifest import MANIFEST_NAME, RunManifest, file_sha256
+from .io.lock import OutputBusyError, output_lock
+from .io.manifest import MANIFEST_NAME, file_sha256
+from .io.paths import PathConflict, check_writable_file
 from .io.sources import VIDEO_SUFFIXES, InputKind, classify_path
 from .io.webcam import WebcamError
 from .runner import FrameProcessor, LoopStats, TemporalStage, run_frames
@@ -43,6 +49,10 @@ DEFAULT_TEMPORAL_FILL = 5  # videos; 0 for --webcam
 
 def default_output_path(input_path: Path, kind: InputKind) -> Path:
     """``<stem>_anonymized<ext>`` next to a file, ``<dir>_anonymized/`` next to a folder."""
+    if input_path.name in ("", ".."):  # "." or "..": name the output after the folder they stand for
+        input_path = Path(os.path.abspath(input_path))
+        if not input_path.name:
+            raise click.UsageError(f"-i {input_path}: no default output name for the root folder; give -o")
     if kind is InputKind.FOLDER:
         return input_path.with_name(f"{input_path.name}_anonymized")
     return input_path.with_name(f"{input_path.stem}_anonymized{input_path.suffix}")
@@ -93,39 +103,77 @@ def _echo_failure(path: Path, reason: str) -> None:
     click.echo(f"failed: {_with_path(path, reason)}", err=True)
 
 
-def anonymize_folder(src: Path, dst: Path, ctx: RunContext) -> list[tuple[Path, str]]:
-    """Mirror ``src`` into ``dst``; returns the files that failed with their reasons."""
+def anonymize_folder(src: Path, dst: Path, ctx: RunContext, plan: FolderPlan | None = None) -> list[tuple[Path, str]]:
+    """Mirror ``src`` into ``dst``; returns the files that failed with their reasons.
+
+    Args:
+        plan: the checked listing (:func:`plan_folder`), made here when None.
+
+    Raises:
+        click.UsageError: the folders or the manifest cannot be used.
+        OutputBusyError: another run holds ``dst``.
+    """
     try:
-        check_folders(src, dst)
-    except ValueError as e:
+        plan = plan if plan is not None else plan_folder(src, dst)
+    except FolderError as e:
         raise click.UsageError(str(e)) from e
-    relatives, not_media = list_dataset(src, dst)
-    for path in not_media:
-        click.echo(f"skipped (not an image or video): {path}", err=True)
+    relatives = plan.relatives
+    for path, reason in plan.skipped:
+        click.echo(f"skipped ({reason}): {path}", err=True)
     dst.mkdir(exist_ok=True)
-    manifest = RunManifest(dst)
     failures: list[tuple[Path, str]] = []
     already_done = 0
-    bar = _progress(total=len(relatives), desc="files", unit="file", leave=True)
-    try:
-        for rel in relatives:
-            previous = manifest.records.get(rel) if ctx.resume else None
-            record = anonymize_one(ctx, src, dst, rel, previous=previous)
-            if record["status"] == "skipped":
-                already_done += 1
-            else:
-                manifest.append(record)
-                if record["status"] == "failed":
-                    failures.append((src / rel, record["error"]))
-                    _echo_failure(src / rel, record["error"])
-            bar.update(1)
-    finally:
-        bar.close()
-    remove_partials(dst, relatives)
+    with output_lock(dst):  # before reading the manifest: it is ours until the end
+        try:
+            manifest = open_manifest(dst)
+        except FolderError as e:
+            raise click.UsageError(str(e)) from e
+        for rel, error in plan.failed:
+            manifest.append(failed_record(rel, error, ctx.settings_sha256))
+            failures.append((src / rel, error))
+            _echo_failure(src / rel, error)
+        bar = _progress(total=len(relatives), desc="files", unit="file", leave=True)
+        try:
+            for rel in relatives:
+                previous = manifest.records.get(rel) if ctx.resume else None
+                record = anonymize_one(ctx, src, dst, rel, previous=previous)
+                if record["status"] == "skipped":
+                    already_done += 1
+                else:
+                    manifest.append(record)
+                    if record["status"] == "failed":
+                        failures.append((src / rel, record["error"]))
+                        _echo_failure(src / rel, record["error"])
+                bar.update(1)
+        finally:
+            bar.close()
+        remove_partials(dst, relatives)
     if already_done:
         click.echo(f"{already_done} file(s) already done in an earlier run (see {manifest.path.name}); skipped",
                    err=True)
     return failures
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run unwinds as on Ctrl-C (temporaries removed)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the run lasts, SIGTERM raises :class:`Terminated`; a second SIGTERM kills at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_webcam(index: int, ctx: RunContext, capture_factory: Callable | None = None) -> None:
@@ -360,7 +408,7 @@ def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path 
         raise click.UsageError(f"--ray needs Ray on this machine and every node: pip install 'dp2[ray]' ({e})") from e
     try:
         check_folders(params["input_path"], output)
-    except ValueError as e:
+    except FolderError as e:
         raise click.UsageError(str(e)) from e
     input_dir = params["input_path"]
 
@@ -374,17 +422,22 @@ def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path 
                               num_gpus_per_worker=params["ray_gpus_per_worker"],
                               num_cpus_per_worker=params["ray_cpus_per_worker"],
                               batch_size=params["ray_batch_size"], on_record=on_record)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         click.echo("interrupted: finished files are in the manifest; run the command again to resume", err=True)
-        return 130
+        return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
     except WorkerSetupError as e:
         click.echo(f"error: {e}", err=True)
         return EXIT_USAGE if e.usage else EXIT_FAILED
+    except FolderError as e:
+        raise click.UsageError(str(e)) from e
+    except (OutputBusyError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        return EXIT_FAILED
     except ConnectionError as e:
         click.echo(f"error: cannot reach the Ray cluster at {params['ray_address']!r}: {e}", err=True)
         return EXIT_FAILED
-    for path in summary.not_media:
-        click.echo(f"skipped (not an image or video): {path}", err=True)
+    for path, reason in summary.not_read:
+        click.echo(f"skipped ({reason}): {path}", err=True)
     if summary.skipped:
         click.echo(f"{summary.skipped} file(s) already done in an earlier run (see {MANIFEST_NAME}); skipped", err=True)
     if summary.frames:
@@ -583,6 +636,7 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
       anonymize.py configs/anonymizers/traditional/face/gaussian.py --webcam
     """
     _setup_logging(quiet, debug)
+    ctx.with_resource(_sigterm_as_interrupt())
     amp_given = ctx.get_parameter_source("amp") is click.core.ParameterSource.COMMANDLINE
 
     # Input kind and paths first: cheap checks before loading any model.
@@ -621,14 +675,22 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
                 raise click.BadParameter(f"{output}: the output suffix must be one of "
                                          f"{', '.join(IMAGE_SUFFIXES if kind is InputKind.IMAGE else VIDEO_SUFFIXES)}",
                                          param_hint="-o/--output_path")
-            if _same_file(input_path, output):
-                raise click.BadParameter(f"{output} is the input file; dp2 never overwrites an input",
-                                         param_hint="-o/--output_path")
         parent = output.parent
         if not parent.is_dir():
             raise click.BadParameter(f"folder {parent} does not exist (create it first)", param_hint="-o/--output_path")
         if not os.access(parent, os.W_OK):
             raise click.BadParameter(f"folder {parent} is not writable", param_hint="-o/--output_path")
+    # Every path the run writes is checked against its inputs and its other outputs, first.
+    plan = None
+    try:
+        if kind is InputKind.FOLDER and ray_address is None:  # --ray lists the folder in run_dataset
+            plan = plan_folder(input_path, output, export=export_detections)
+        elif kind in (InputKind.IMAGE, InputKind.VIDEO):
+            check_file_run(input_path, output, export=export_detections)
+        if export_detections is not None and not print_config:
+            check_writable_file(export_detections, "--export-detections")
+    except (FolderError, PathConflict) as e:
+        raise click.UsageError(str(e)) from e
 
     # Config: load, override, print or build.
     cfg = load_run_config(config_path, opts, dst, person_generator, cse_person_generator)
@@ -648,12 +710,15 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     run.visualize = show_window and kind is not InputKind.WEBCAM
 
     failures: list[tuple[Path, str]] = []
+    export_error = None
+    completed = False
     try:
         if kind is InputKind.WEBCAM:
             run_webcam(webcam, run)
         elif kind is InputKind.FOLDER:
-            failures = anonymize_folder(input_path, output, run)
+            failures = anonymize_folder(input_path, output, run, plan)
         else:
+            remove_stale_partials(output)  # left by a killed run; another live run's are kept
             try:
                 _anonymize_file(input_path, output, kind, run, input_path.name)
             except WeightsError:
@@ -661,18 +726,28 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
             except Exception as e:  # as in a folder run: one line, never a traceback (--debug shows it)
                 logger.debug("failure on %s", input_path, exc_info=True)
                 failures.append((input_path, _with_path(input_path, str(e) or type(e).__name__)))
+        completed = True
+    except Terminated:
+        click.echo("terminated (SIGTERM): partial outputs were removed", err=True)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         click.echo("interrupted: partial outputs were removed", err=True)
         sys.exit(130)
-    except (WeightsError, WebcamError) as e:
+    except (WeightsError, WebcamError, OutputBusyError, OSError) as e:  # OSError: the output folder or its lock file
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
         if export is not None:
-            export.write()
+            try:
+                export.write()
+            except OSError as e:
+                export_error = f"--export-detections {export.path}: cannot write ({e.strerror or e})"
+                if not completed:  # the run is ending here; said after the summary otherwise
+                    click.echo(f"error: {export_error}", err=True)
 
     stats = run.stats
-    if kind is not InputKind.WEBCAM and stats.frames:
+    file_failed = kind is not InputKind.FOLDER and bool(failures)
+    if kind is not InputKind.WEBCAM and stats.frames and not file_failed:  # only once the output is written
         summary = ", ".join(f"{n} {k}" for k, n in stats.detections.items())
         if stats.filled:
             summary += f" (incl. {stats.filled} filled in detection gaps)"
@@ -682,9 +757,12 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         if kind is InputKind.FOLDER:
             click.echo(f"{len(failures)} file(s) failed:", err=True)
             for path, reason in failures:
-                click.echo(f"  {path}: {reason}", err=True)
+                click.echo(f"  {_with_path(path, reason)}", err=True)
         else:
             click.echo(f"error: {failures[0][1]}", err=True)
+    if export_error:
+        click.echo(f"error: {export_error}", err=True)
+    if failures or export_error:
         sys.exit(EXIT_FAILED)
 
 

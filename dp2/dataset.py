@@ -14,9 +14,11 @@ Records (dicts, JSON-ready) have ``input`` and ``output`` (relative paths), ``st
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -24,9 +26,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from .generation.latents import LatentSampler
-from .io.images import load_image, resize_max_res, save_image
-from .io.manifest import file_seed, file_sha256, is_finished
-from .io.sources import InputKind, array_frames, classify_path, list_media
+from .io.atomic import release_finished, remove_if_stale
+from .io.images import IMAGE_SUFFIXES, load_image, resize_max_res, save_image
+from .io.lock import LOCK_NAME
+from .io.manifest import (MANIFEST_NAME, ManifestError, NotARegularFile, RunManifest, file_seed, file_sha256,
+                          is_finished)
+from .io.paths import (PathConflict, check_folder_output, file_identity, is_inside, not_regular_reason, same_path,
+                       scan_folder)
+from .io.sources import VIDEO_SUFFIXES, InputKind, array_frames, classify_path
 from .runner import LoopStats, run_frames
 from .structures import Frame
 from .weights import WeightsError
@@ -34,8 +41,10 @@ from .weights import WeightsError
 if TYPE_CHECKING:
     from .cli import RunContext
 
-__all__ = ["DatasetJob", "DatasetSummary", "DatasetWorker", "anonymize_file", "anonymize_image_file", "progress_bar",
-           "anonymize_one", "anonymize_video_file", "check_folders", "list_dataset", "remove_partials", "same_file"]
+__all__ = ["DatasetJob", "DatasetSummary", "DatasetWorker", "FolderError", "FolderPlan", "anonymize_file",
+           "anonymize_image_file", "anonymize_one", "anonymize_video_file", "check_file_run", "check_folders",
+           "failed_record", "list_dataset", "open_manifest", "plan_folder", "progress_bar", "remove_partials",
+           "same_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +138,7 @@ def same_file(a: Path, b: Path) -> bool:
 
 def anonymize_file(src: Path, dst: Path, kind: InputKind, ctx: RunContext, source_name: str, position: int = 0) -> None:
     """Anonymize one image or video file into ``dst`` (written atomically)."""
-    if same_file(src, dst) or src.resolve() == dst.resolve():
+    if same_path(src, dst):
         raise ValueError(f"{dst}: output would overwrite the input; choose another -o")
     if kind is InputKind.IMAGE:
         anonymize_image_file(src, dst, ctx, source_name)
@@ -139,26 +148,179 @@ def anonymize_file(src: Path, dst: Path, kind: InputKind, ctx: RunContext, sourc
 
 # --- folders ---------------------------------------------------------------------------------
 
+class FolderError(ValueError):
+    """A folder run cannot start: bad folders, an output that would overwrite or mix with an
+    input, a manifest path holding something else, or nothing to anonymize. Names the path."""
+
+
 def check_folders(input_dir: Path, output_dir: Path) -> None:
-    """Raise ValueError when ``output_dir`` cannot receive the mirror of ``input_dir``."""
-    if not input_dir.is_dir():
-        raise ValueError(f"input {input_dir} is not a folder")
-    if output_dir.resolve() == input_dir.resolve():
-        raise ValueError(f"output folder {output_dir} is the input folder; choose another -o")
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output {output_dir} exists and is not a folder")
+    """Raise :class:`FolderError` when ``output_dir`` cannot receive the mirror of ``input_dir``.
+
+    Besides what :func:`dp2.io.paths.check_folder_output` refuses, an output folder inside the
+    input must be new, or hold no images or videos but the outputs its manifest records (an
+    earlier run into it, resumed): any other media there are originals, which the walk would
+    leave out and the run could overwrite.
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    try:
+        check_folder_output(input_dir, output_dir)
+    except PathConflict as e:
+        raise FolderError(str(e)) from None
+    if output_dir.is_dir() and is_inside(output_dir, input_dir):
+        strangers = _not_recorded_outputs(output_dir)
+        if strangers:
+            more = f" and {len(strangers) - 1} more" if len(strangers) > 1 else ""
+            raise FolderError(f"output folder {output_dir} is an existing folder inside the input folder {input_dir} "
+                              f"and holds files that are no outputs of an earlier run into it ({strangers[0]}{more}): "
+                              "this run would leave them out and could overwrite them; choose a new folder (it is "
+                              "left out of the walk) or one outside the input")
+
+
+def _not_recorded_outputs(output_dir: Path) -> list[Path]:
+    """Media files (or unreadable media entries) in ``output_dir`` that its manifest does not list as outputs."""
+    try:
+        recorded = {record.get("output") for record in RunManifest(output_dir).records.values()}
+    except ManifestError:
+        recorded = set()
+    scan = scan_folder(output_dir, _is_media_name)
+    found = scan.media + [path for path, _ in scan.failed]
+    return [path for path in found if path.relative_to(output_dir).as_posix() not in recorded]
+
+
+def _is_media_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+
+
+@dataclass
+class FolderPlan:
+    """The files of a folder run, listed and checked before anything is written.
+
+    Attributes:
+        relatives: POSIX paths (relative to the input folder) of the images and videos to do.
+        skipped: entries never read, with the reason (not media, symlinked folders, ...).
+        failed: (relative path, error) of media entries that cannot be read safely (FIFOs,
+            devices, sockets, broken links, symlink loops, unlistable folders).
+    """
+
+    input_dir: Path
+    output_dir: Path
+    relatives: list[str]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def plan_folder(input_dir: Path, output_dir: Path, *, export: Path | None = None) -> FolderPlan:
+    """List the folder run ``input_dir`` -> ``output_dir`` and check every path it would write.
+
+    Refused (:class:`FolderError`): output folders :func:`check_folders` refuses; a manifest or
+    lock path in the output folder that is an input file (hard link or symlink); an ``export``
+    (``--export-detections``) file inside the input folder, that is an input, the output folder,
+    the manifest or one of the outputs; a folder with nothing to anonymize. (What the manifest
+    path holds is checked when it is read, under the run's lock: :func:`open_manifest`.)
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_folders(input_dir, output_dir)
+    scan = scan_folder(input_dir, _is_media_name, exclude=output_dir)
+    if scan.failed and scan.failed[0][0] == input_dir:
+        raise FolderError(f"input folder {input_dir}: {scan.failed[0][1]}")
+    relatives = [path.relative_to(input_dir).as_posix() for path in scan.media]
+    failed = [(path.relative_to(input_dir).as_posix(), f"{path}: {reason}") for path, reason in scan.failed]
+    if not relatives and not failed:
+        others = f"; {len(scan.skipped)} other entr{'y' if len(scan.skipped) == 1 else 'ies'} skipped" \
+            if scan.skipped else ""
+        raise FolderError(f"input folder {input_dir} holds no images ({' '.join(IMAGE_SUFFIXES)}) or videos "
+                          f"({' '.join(VIDEO_SUFFIXES)}){others}; nothing to do")
+    for name in (MANIFEST_NAME, LOCK_NAME):
+        path = output_dir / name
+        if file_identity(path) in scan.identities:
+            raise FolderError(f"{path} is an input file of this run (a link to it); dp2 would write into it; "
+                              "move it away or choose another -o")
+    if export is not None:
+        _check_export(Path(export), input_dir, output_dir, scan.identities, set(relatives))
+    return FolderPlan(input_dir=input_dir, output_dir=output_dir, relatives=relatives, skipped=scan.skipped,
+                      failed=failed)
+
+
+def _check_export(export: Path, input_dir: Path, output_dir: Path, identities, relatives: set[str]) -> None:
+    problem = None
+    if file_identity(export) in identities:
+        problem = "is an input file of this run (or a link to one)"
+    elif is_inside(export, input_dir) and not is_inside(export, output_dir):
+        problem = f"lies inside the input folder {input_dir}"
+    elif same_path(export, output_dir):
+        problem = "is the output folder"
+    elif is_inside(export, output_dir):
+        inside = Path(os.path.realpath(export)).relative_to(os.path.realpath(output_dir)).as_posix()
+        if inside in relatives or inside in (MANIFEST_NAME, LOCK_NAME):
+            problem = f"is another output of this run ({output_dir / inside})"
+    if problem:
+        raise FolderError(f"--export-detections {export} {problem}; choose a file outside the input")
+
+
+def check_file_run(input_path: Path, output: Path, *, export: Path | None = None) -> None:
+    """Raise :class:`FolderError` when a single-file run would read a non-regular file, or write its
+    output or ``export`` (``--export-detections``) over the input, or the export over the output."""
+    reason = not_regular_reason(input_path)
+    if reason is not None:
+        raise FolderError(f"{input_path}: {reason}")
+    if same_path(input_path, output):
+        raise FolderError(f"{output} is the input file; dp2 never overwrites an input")
+    if export is not None:
+        for other, what in ((input_path, "the input file"), (output, "the output file")):
+            if same_path(export, other):
+                raise FolderError(f"--export-detections {export} is {what}; choose another file")
 
 
 def list_dataset(input_dir: Path, output_dir: Path) -> tuple[list[str], list[Path]]:
     """Relative POSIX paths of the images and videos under ``input_dir`` (sorted; the output folder
-    left out when it lies inside) and the other files, which are not anonymized."""
-    media, skipped = list_media(input_dir, exclude=output_dir)
-    return [path.relative_to(input_dir).as_posix() for path in media], skipped
+    left out when it lies inside) and the other entries, which are not anonymized."""
+    scan = scan_folder(Path(input_dir), _is_media_name, exclude=Path(output_dir))
+    return [path.relative_to(input_dir).as_posix() for path in scan.media], [path for path, _ in scan.skipped]
+
+
+def open_manifest(output_dir: Path) -> RunManifest:
+    """The output folder's manifest; :class:`FolderError` when its path holds something else."""
+    try:
+        return RunManifest(output_dir)
+    except ManifestError as e:
+        raise FolderError(str(e)) from None
+
+
+def failed_record(relative: str, error: str, settings_sha256: str = "") -> dict[str, Any]:
+    """The record of a file that was not read (see :attr:`FolderPlan.failed`)."""
+    return {"input": relative, "status": "failed", "input_sha256": None, "settings_sha256": settings_sha256,
+            "output": relative, "detections": {}, "frames": 0, "error": error}
+
+
+# errno values a retry a moment later cannot fix. A full disk (ENOSPC, EDQUOT) is among them:
+# space is rarely freed within seconds, and each retry would redo the whole file.
+_PERMANENT_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "ENOENT", "ENOTDIR", "EISDIR", "ELOOP", "ENAMETOOLONG",
+    "EFBIG", "EEXIST", "EXDEV", "ENXIO", "ENODEV") if hasattr(errno, name))
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The first OSError with an errno in ``error``'s chain (wrappers such as ImageError keep it as cause)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _may_pass_on_retry(error: Exception) -> bool:
-    """Bad input (ImageError, undecodable video: ValueError) fails every time; I/O and memory may not."""
+    """I/O errors that may pass (EIO, NFS timeouts ...), out of memory and other runtime errors may
+    pass; bad input (ImageError, undecodable video: ValueError) and permanent I/O errors (no
+    permission, read-only, a full disk: :data:`_PERMANENT_ERRNOS`) fail every time."""
+    os_error = _os_error(error)
+    if os_error is not None:
+        return os_error.errno not in _PERMANENT_ERRNOS
     return not isinstance(error, ValueError)
+
+
+_RETRY_PAUSE_S = 0.25
 
 
 def anonymize_one(ctx: RunContext, input_dir: Path, output_dir: Path, relative: str, *,
@@ -179,6 +341,9 @@ def anonymize_one(ctx: RunContext, input_dir: Path, output_dir: Path, relative: 
                               "settings_sha256": ctx.settings_sha256, "output": relative, "detections": {}, "frames": 0}
     try:
         record["input_sha256"] = file_sha256(src)
+    except NotARegularFile as e:
+        record["error"] = str(e)
+        return record
     except OSError as e:
         record["error"] = f"{src}: cannot read ({e.strerror or e})"
         return record
@@ -202,6 +367,8 @@ def anonymize_one(ctx: RunContext, input_dir: Path, output_dir: Path, relative: 
             if attempt < ctx.max_retries and _may_pass_on_retry(e):
                 attempt += 1
                 logger.warning("%s: %s; retry %d of %d", src, reason, attempt, ctx.max_retries)
+                if _os_error(e) is not None:
+                    time.sleep(_RETRY_PAUSE_S * attempt)  # give a flaky disk or share a moment
                 continue
             record["error"] = reason
             return record
@@ -214,7 +381,9 @@ def anonymize_one(ctx: RunContext, input_dir: Path, output_dir: Path, relative: 
 
 def remove_partials(output_dir: Path, relatives: list[str]) -> int:
     """Delete temporaries (``.<stem>.<random>.partial<ext>``) that killed processes left next to
-    the outputs of ``relatives``; returns how many. Call only while no worker writes there."""
+    the outputs of ``relatives``; returns how many. Temporaries a live process is writing (another
+    run's, see :mod:`dp2.io.atomic`) are kept."""
+    release_finished()
     wanted: dict[Path, list[tuple[str, str]]] = {}
     for relative in relatives:
         path = output_dir / relative
@@ -227,8 +396,7 @@ def remove_partials(output_dir: Path, relatives: list[str]) -> int:
             continue
         for name in names:
             if ".partial" in name and any(name.startswith(a) and name.endswith(b) for a, b in patterns):
-                (folder / name).unlink(missing_ok=True)
-                removed += 1
+                removed += remove_if_stale(folder / name)
     if removed:
         logger.info("removed %d temporary file(s) left by interrupted workers in %s", removed, output_dir)
     return removed
@@ -244,7 +412,12 @@ class DatasetSummary:
     frames: int = 0
     detections: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
-    not_media: list[Path] = field(default_factory=list)
+    not_read: list[tuple[Path, str]] = field(default_factory=list)  # entries skipped, with the reason
+
+    @property
+    def not_media(self) -> list[Path]:
+        """The skipped entries' paths (as before ``not_read`` had the reasons)."""
+        return [path for path, _ in self.not_read]
 
     def add(self, record: Mapping[str, Any]) -> None:
         status = record["status"]

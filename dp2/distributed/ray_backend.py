@@ -27,9 +27,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ..dataset import (DatasetJob, DatasetSummary, DatasetWorker, check_folders, list_dataset, progress_bar,
-                       remove_partials)
-from ..io.manifest import RunManifest
+from ..dataset import (DatasetJob, DatasetSummary, DatasetWorker, FolderPlan, failed_record, open_manifest, plan_folder,
+                       progress_bar, remove_partials)
+from ..io.lock import output_lock
 from ..io.sources import InputKind, classify_path
 from ..weights import WeightsError
 
@@ -86,7 +86,8 @@ def anonymize_dataset(config: str | Path, input_dir: str | Path, output_dir: str
         Counts, detections per kind, and the files that failed with their reasons.
 
     Raises:
-        TypeError, ValueError: unknown or bad options, bad folders, config errors.
+        TypeError, ValueError: unknown or bad options, bad folders (FolderError), config errors.
+        OutputBusyError: another run holds the output folder.
         WorkerSetupError: the workers could not build the pipeline.
     """
     from ..api import load_anonymizer_config
@@ -103,15 +104,34 @@ def anonymize_dataset(config: str | Path, input_dir: str | Path, output_dir: str
 def run_dataset(job: DatasetJob, *, address: str | None = None, num_workers: int | None = None,
                 num_gpus_per_worker: float | None = None, num_cpus_per_worker: float = 1.0, batch_size: int = 8,
                 on_record: Callable[[Mapping[str, Any]], None] | None = None) -> DatasetSummary:
-    """Run a :class:`~dp2.dataset.DatasetJob` on Ray (arguments as :func:`anonymize_dataset`)."""
+    """Run a :class:`~dp2.dataset.DatasetJob` on Ray (arguments as :func:`anonymize_dataset`).
+
+    Raises:
+        FolderError: the folders cannot be used (see :func:`dp2.dataset.plan_folder`).
+        OutputBusyError: another run holds the output folder.
+    """
+    output_dir = Path(job.output_dir)
+    plan = plan_folder(Path(job.input_dir), output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(output_dir):  # the driver holds the output folder for the whole run
+        return _run_locked(job, plan, address=address, num_workers=num_workers,
+                           num_gpus_per_worker=num_gpus_per_worker, num_cpus_per_worker=num_cpus_per_worker,
+                           batch_size=batch_size, on_record=on_record)
+
+
+def _run_locked(job: DatasetJob, plan: FolderPlan, *, address, num_workers, num_gpus_per_worker,
+                num_cpus_per_worker, batch_size, on_record) -> DatasetSummary:
     import ray
 
-    input_dir, output_dir = Path(job.input_dir), Path(job.output_dir)
-    check_folders(input_dir, output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    relatives, not_media = list_dataset(input_dir, output_dir)
-    summary = DatasetSummary(files=len(relatives), not_media=not_media)
-    manifest = RunManifest(output_dir)
+    input_dir, output_dir, relatives = plan.input_dir, plan.output_dir, plan.relatives
+    summary = DatasetSummary(files=len(relatives) + len(plan.failed), not_read=plan.skipped)
+    manifest = open_manifest(output_dir)
+    for relative, error in plan.failed:  # entries that must not be opened (FIFOs, devices, loops)
+        record = failed_record(relative, error)
+        summary.add(record)
+        manifest.append(record)
+        if on_record is not None:
+            on_record(record)
     previous = {rel: manifest.records.get(rel) for rel in relatives} if job.resume else {}
     pending = dict.fromkeys(relatives)  # insertion-ordered set of files without a record yet
 

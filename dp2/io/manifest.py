@@ -17,22 +17,46 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["MANIFEST_NAME", "RunManifest", "file_sha256", "file_seed", "is_finished"]
+__all__ = ["MANIFEST_NAME", "ManifestError", "NotARegularFile", "RunManifest", "file_sha256", "file_seed",
+           "is_finished"]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "dp2_manifest.jsonl"
 
 
+class ManifestError(ValueError):
+    """The manifest path holds something that is not a dp2 manifest; the message names it."""
+
+
+class NotARegularFile(OSError):
+    """A path to hash is a FIFO, a device, a socket or a folder (reading it could block forever)."""
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
+    """sha256 of a regular file's bytes.
+
+    Raises:
+        NotARegularFile: ``path`` (after symlinks) is no regular file; it is opened without
+            blocking and never read.
+        OSError: it cannot be read.
+    """
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotARegularFile(f"{path}: not a regular file; only regular files are read")
+        h = hashlib.sha256()
+        while block := os.read(fd, chunk):
             h.update(block)
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
@@ -53,6 +77,37 @@ def is_finished(record: Mapping[str, Any] | None, input_sha256: str, settings_sh
             and record.get("settings_sha256") == settings_sha256 and output.exists())
 
 
+def _read_manifest(path: Path) -> str | None:
+    """The manifest's text, None when there is none yet.
+
+    Raises:
+        ManifestError: the path is a folder, a symlink or another non-regular file, cannot be
+            read, or is not ASCII/UTF-8 text (dp2 writes ASCII JSON: the file is not a manifest).
+    """
+    hint = "move it away or choose another -o"
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ManifestError(f"manifest {path}: cannot read ({e.strerror or e})") from e
+    if stat.S_ISLNK(info.st_mode):
+        raise ManifestError(f"manifest {path} is a symbolic link; dp2 appends to it and would write through "
+                            f"the link; {hint}")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ManifestError(f"manifest {path} is {kind}, not a dp2 manifest; {hint}")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"manifest {path}: cannot read ({e.strerror or e})") from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"manifest {path} is not a dp2 manifest (byte {e.start} is not UTF-8 text); "
+                            f"{hint}") from None
+
+
 class RunManifest:
     """Reads and appends ``<output folder>/dp2_manifest.jsonl``.
 
@@ -60,6 +115,9 @@ class RunManifest:
         folder: the output folder (created by the caller).
         settings_sha256: hash of everything besides the input that decides an output
             (resolved config, seed, truncation, ...); None when the records carry it.
+
+    Raises:
+        ManifestError: the manifest path holds something else (a folder, a symlink, binary data).
     """
 
     def __init__(self, folder: Path, settings_sha256: str | None = None) -> None:
@@ -67,8 +125,8 @@ class RunManifest:
         self.settings_sha256 = settings_sha256
         self.records: dict[str, dict[str, Any]] = {}
         self._torn_line = False  # a run killed mid-write left a line without its newline
-        if self.path.exists():
-            text = self.path.read_text(encoding="utf-8")
+        text = _read_manifest(self.path)
+        if text is not None:
             self._torn_line = bool(text) and not text.endswith("\n")
             for n, line in enumerate(text.splitlines(), 1):
                 try:
@@ -98,7 +156,9 @@ class RunManifest:
             record["error"] = error
         record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.records[relative] = record
-        with open(self.path, "a", encoding="utf-8") as f:
+        # Never through a symlink planted after the manifest was read (see _read_manifest).
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with open(fd, "a", encoding="utf-8") as f:
             if self._torn_line:
                 f.write("\n")  # keep the torn line apart from this record
                 self._torn_line = False

@@ -39,28 +39,19 @@ def classify_path(path: Path) -> InputKind | None:
 
 
 def list_media(root: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
-    """Images and videos under ``root`` (recursive, sorted) and the other files that were skipped.
+    """Images and videos under ``root`` (recursive, sorted) and the other entries that were skipped.
+
+    Only regular files (directly or through a symlink) count as media; see
+    :func:`dp2.io.paths.scan_folder` for the reasons entries are skipped or cannot be read.
 
     Args:
         root: folder to scan.
         exclude: a folder to leave out (the output folder when it lies inside the input).
     """
-    media, skipped = [], []
-    exclude = exclude.resolve() if exclude is not None else None
-    for path in sorted(root.rglob("*")):
-        if exclude is not None and (path.resolve() == exclude or exclude in path.resolve().parents):
-            continue
-        if path.is_dir():
-            continue
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue  # hidden files and our own .partial temporaries
-        kind = classify_path(path)
-        if kind in (InputKind.IMAGE, InputKind.VIDEO):
-            media.append(path)
-        else:
-            logger.info("skipping %s: not an image or video file", path)
-            skipped.append(path)
-    return media, skipped
+    from .paths import scan_folder
+
+    scan = scan_folder(root, lambda p: p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES, exclude=exclude)
+    return scan.media, [path for path, _ in scan.skipped + scan.failed]
 
 
 def image_frames(path: Path, max_res: int | None = None) -> Iterator[Frame]:
