@@ -14,7 +14,8 @@ import torch
 
 from ..structures import Detections, FaceDetections
 
-__all__ = ["detections_to_dict", "detections_from_dict", "DetectionFormatError", "FORMAT_VERSION", "BODY_KINDS"]
+__all__ = ["detections_to_dict", "detections_from_dict", "DetectionFormatError", "FORMAT_VERSION", "BODY_KINDS",
+           "read_size_hw", "show_value"]
 
 FORMAT_VERSION = 1
 #: Kinds an export lists but an import cannot use: person masks are not stored.
@@ -53,14 +54,15 @@ def detections_to_dict(dets: Detections) -> dict[str, Any]:
     return out
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """``repr(value)``, cut to 60 characters (for error messages about untrusted values)."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(value: Any, where: str) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DetectionFormatError(f"{where}: expected a number, got {_show(value)}")
+        raise DetectionFormatError(f"{where}: expected a number, got {show_value(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise DetectionFormatError(f"{where}: expected a finite number, got {value}")
     return value
@@ -68,7 +70,7 @@ def _number(value: Any, where: str) -> float | int:
 
 def _numbers(value: Any, length: int, where: str) -> list[float | int]:
     if not isinstance(value, list) or len(value) != length:
-        raise DetectionFormatError(f"{where}: expected a list of {length} numbers, got {_show(value)}")
+        raise DetectionFormatError(f"{where}: expected a list of {length} numbers, got {show_value(value)}")
     return [_number(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
 
@@ -76,14 +78,14 @@ def _check_keys(record: dict, allowed: Iterable[str], where: str) -> None:
     allowed = tuple(allowed)
     unknown = [k for k in record if k not in allowed]
     if unknown:
-        raise DetectionFormatError(f"{where}: unknown key {_show(unknown[0])} (expected {', '.join(allowed)})")
+        raise DetectionFormatError(f"{where}: unknown key {show_value(unknown[0])} (expected {', '.join(allowed)})")
 
 
 def read_size_hw(value: Any, where: str) -> tuple[int, int]:
     """``[H, W]`` as positive ints, or DetectionFormatError."""
     if not isinstance(value, list) or len(value) != 2 or not all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        raise DetectionFormatError(f"{where}: expected [H, W], two positive integers, got {_show(value)}")
+        raise DetectionFormatError(f"{where}: expected [H, W], two positive integers, got {show_value(value)}")
     return int(value[0]), int(value[1])
 
 
@@ -97,7 +99,7 @@ def _in_bounds(v: float | int, extent: int, where: str, name: str) -> None:
 def _read_face(item: Any, size_hw: tuple[int, int], where: str) -> tuple[list[float], float, list | None]:
     h, w = size_hw
     if not isinstance(item, dict) or "box" not in item:
-        raise DetectionFormatError(f"{where}: expected an object with a 'box' [x0, y0, x1, y1], got {_show(item)}")
+        raise DetectionFormatError(f"{where}: expected an object with a 'box' [x0, y0, x1, y1], got {show_value(item)}")
     _check_keys(item, _FACE_KEYS, where)
     x0, y0, x1, y1 = box = _numbers(item["box"], 4, f"{where}.box")
     for name, v, extent in (("x0", x0, w), ("y0", y0, h), ("x1", x1, w), ("y1", y1, h)):
@@ -105,14 +107,14 @@ def _read_face(item: Any, size_hw: tuple[int, int], where: str) -> tuple[list[fl
     if not (x1 > x0 and y1 > y0):
         raise DetectionFormatError(f"{where}.box: expected x1 > x0 and y1 > y0, got {box}")
     if min(x1, w) <= max(x0, 0) or min(y1, h) <= max(y0, 0):
-        raise DetectionFormatError(f"{where}.box: {box} has no area inside the {h}x{w} image")
+        raise DetectionFormatError(f"{where}.box: {box} has no area inside the image (size_hw [{h}, {w}])")
     score = _number(item.get("score", 1.0), f"{where}.score")
     if not 0 <= score <= 1:
         raise DetectionFormatError(f"{where}.score: expected a number in [0, 1], got {score}")
     landmarks = item.get("landmarks")
     if landmarks is not None:
         if not isinstance(landmarks, list) or len(landmarks) > _MAX_LANDMARKS:
-            raise DetectionFormatError(f"{where}.landmarks: expected a list of [x, y] points, got {_show(landmarks)}")
+            raise DetectionFormatError(f"{where}.landmarks: expected a list of [x, y] points, got {show_value(landmarks)}")
         points = []
         for k, point in enumerate(landmarks):
             x, y = _numbers(point, 2, f"{where}.landmarks[{k}]")
@@ -144,20 +146,20 @@ def detections_from_dict(record: Any, size_hw: tuple[int, int] | None = None, wh
         DetectionFormatError: naming ``where``, the item and what was expected.
     """
     if not isinstance(record, dict):
-        raise DetectionFormatError(f"{where}: expected an object, got {_show(record)}")
+        raise DetectionFormatError(f"{where}: expected an object, got {show_value(record)}")
     _check_keys(record, ("size_hw", "faces", *BODY_KINDS, *extra_keys), where)
     if "size_hw" not in record:
         raise DetectionFormatError(f"{where}: missing 'size_hw' [H, W]")
     rec_hw = read_size_hw(record["size_hw"], f"{where}.size_hw")
     if size_hw is not None and tuple(size_hw) != rec_hw:
-        raise DetectionFormatError(f"{where}.size_hw: {list(rec_hw)} does not match the image "
-                                   f"({size_hw[0]}x{size_hw[1]}): made for another image or another --max-res "
+        raise DetectionFormatError(f"{where}.size_hw: {list(rec_hw)} does not match the image's "
+                                   f"{[int(v) for v in size_hw]}: made for another image or another --max-res "
                                    "(detections are never rescaled)")
     for kind in BODY_KINDS:
         if kind in record:
             value = record[kind]
             if not isinstance(value, list):
-                raise DetectionFormatError(f"{where}.{kind}: expected a list, got {_show(value)}")
+                raise DetectionFormatError(f"{where}.{kind}: expected a list, got {show_value(value)}")
             if value:
                 raise DetectionFormatError(f"{where}.{kind}: {len(value)} person detection(s) cannot be used: person "
                                            "masks are not stored in detection files (run the detector instead, or "
@@ -166,7 +168,7 @@ def detections_from_dict(record: Any, size_hw: tuple[int, int] | None = None, wh
     if "faces" in record:
         items = record["faces"]
         if not isinstance(items, list):
-            raise DetectionFormatError(f"{where}.faces: expected a list, got {_show(items)}")
+            raise DetectionFormatError(f"{where}.faces: expected a list, got {show_value(items)}")
         parsed = [_read_face(item, rec_hw, f"{where}.faces[{j}]") for j, item in enumerate(items)]
         box_t = torch.tensor([p[0] for p in parsed], dtype=torch.float64).reshape(-1, 4)
         box_t = torch.cat([box_t[:, :2].floor(), box_t[:, 2:].ceil()], dim=1).long()

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from ..detection.serialize import (BODY_KINDS, FORMAT_VERSION, DetectionFormatError, detections_from_dict,
-                                   detections_to_dict)
+from ..detection.serialize import (FORMAT_VERSION, DetectionFormatError, detections_from_dict, detections_to_dict,
+                                   show_value as _show)
 from ..structures import Detections
 from .atomic import partial_sibling
 
@@ -217,9 +217,12 @@ class DetectionCache:
             return  # person masks are not serialised; never cache a partial result
         digest = image_digest(image)
         detections = detections_to_dict(dets)
-        write_json_atomic(self._path(digest), {"version": CACHE_VERSION, "settings_key": self.settings_key,
-                                               "image_sha256": digest, "detections": detections,
-                                               "entry_sha256": _entry_hash(self.settings_key, digest, detections)})
+        try:
+            write_json_atomic(self._path(digest), {"version": CACHE_VERSION, "settings_key": self.settings_key,
+                                                   "image_sha256": digest, "detections": detections,
+                                                   "entry_sha256": _entry_hash(self.settings_key, digest, detections)})
+        except OSError as e:  # the run goes on; the image is detected again next time
+            logger.warning("cannot write cache entry %s: %s", self._path(digest), e.strerror or e)
 
 
 class DetectionExport:
@@ -270,26 +273,26 @@ class GivenDetections:
                                        "(the --export-detections format)")
         unknown = [k for k in payload if k not in ("version", "items")]
         if unknown:
-            raise DetectionFormatError(f"{where}: unknown key {unknown[0]!r} (expected version, items)")
+            raise DetectionFormatError(f"{where}: unknown key {_show(unknown[0])} (expected version, items)")
         version = payload.get("version")
         if version is None:
             raise DetectionFormatError(f"{where}: missing 'version' (expected {FORMAT_VERSION})")
         if isinstance(version, bool) or version != FORMAT_VERSION:
-            raise DetectionFormatError(f"{where}: version {version!r} is not supported (expected {FORMAT_VERSION})")
+            raise DetectionFormatError(f"{where}: version {_show(version)} is not supported (expected {FORMAT_VERSION})")
         self.index: dict[tuple[str, int], tuple[int, Detections]] = {}
         for i, item in enumerate(payload["items"]):
             here = f"{where}: items[{i}]"
             if not isinstance(item, dict):
-                raise DetectionFormatError(f"{here}: expected an object, got {type(item).__name__}")
+                raise DetectionFormatError(f"{here}: expected an object, got {_show(item)}")
             source = item.get("source")
             if not isinstance(source, str) or not source:
-                raise DetectionFormatError(f"{here}.source: expected the input's name, got {source!r}")
+                raise DetectionFormatError(f"{here}.source: expected the input's name, got {_show(source)}")
             frame = item.get("frame", 0)
             if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
-                raise DetectionFormatError(f"{here}.frame: expected a frame index >= 0, got {frame!r}")
+                raise DetectionFormatError(f"{here}.frame: expected a frame index >= 0, got {_show(frame)}")
             time_s = item.get("time_s")
             if time_s is not None and (isinstance(time_s, bool) or not isinstance(time_s, (int, float))):
-                raise DetectionFormatError(f"{here}.time_s: expected a number of seconds, got {time_s!r}")
+                raise DetectionFormatError(f"{here}.time_s: expected a number of seconds, got {_show(time_s)}")
             dets = detections_from_dict(item, None, where=here, extra_keys=_ITEM_KEYS)
             first = self.index.get((source, frame))
             if first is not None:
@@ -311,6 +314,6 @@ class GivenDetections:
         i, dets = found
         if tuple(dets.image_size_hw) != tuple(size_hw):
             raise DetectionFormatError(f"{self.path}: items[{i}].size_hw: {list(dets.image_size_hw)} does not match "
-                                       f"{source} frame {frame_index} ({size_hw[0]}x{size_hw[1]}): made for another "
+                                       f"{source} frame {frame_index}'s {[int(v) for v in size_hw]}: made for another "
                                        "image or another --max-res (detections are never rescaled)")
         return dets
