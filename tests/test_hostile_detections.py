@@ -294,3 +294,29 @@ def test_fuzzed_files_parse_or_fail_with_the_file_named(tmp_path, payload):
     assert got == expected
     for x0, y0, x1, y1 in got:
         assert min(x1, W) > max(x0, 0) and min(y1, H) > max(y0, 0)
+
+
+def test_video_export_reads_back_and_a_missing_frame_fails(tmp_path, fixed_config):
+    from media_factory import N, make_clip
+
+    from dp2.io.video import VideoReader
+
+    clip = make_clip(tmp_path / "clip.mp4", audio_codec=None)
+    export = tmp_path / "dets.json"
+    args = ["-i", clip, "--temporal-fill", "0"]
+    assert CliRunner().invoke(main, [str(a) for a in [fixed_config, *args, "-o", tmp_path / "a.mp4",
+                                                      "--export-detections", export]]).exit_code == 0
+    assert len(export.read_text().splitlines()) == N + 2  # header, one line per frame, footer
+    empty = tmp_path / "empty.py"
+    empty.write_text(fixed_config.read_text().replace("boxes=[[20, 16, 44, 40]]", "boxes=[]"))
+    result = CliRunner().invoke(main, [str(a) for a in [empty, *args, "-o", tmp_path / "b.mp4", "--detections", export]])
+    assert result.exit_code == 0, result.output
+    with VideoReader(tmp_path / "b.mp4") as reader:
+        assert all(frame[18:38, 22:42].max() < 40 for frame, _ in reader)
+    # Drop the last frame's item: that frame has no detections, so the video fails, not leaks.
+    payload = json.loads(export.read_text())
+    payload["items"] = payload["items"][:-1]
+    export.write_text(json.dumps(payload))
+    result = CliRunner().invoke(main, [str(a) for a in [empty, *args, "-o", tmp_path / "c.mp4", "--detections", export]])
+    assert result.exit_code == 1 and f"no item for source 'clip.mp4' frame {N - 1}" in result.output
+    assert not (tmp_path / "c.mp4").exists() and not list(tmp_path.glob(".c*"))
