@@ -324,7 +324,7 @@ def _reachable(cfg: DictConfig) -> tuple[set[tuple[str, str]], set[tuple[str, st
             for k, v in node.items():
                 if k == TARGET_KEY:
                     targets.add((path, str(v)))
-                stack.append((v, f"{path}.{k}"))
+                stack.append((v, f"{path}.{k}" if path else str(k)))
         elif isinstance(node, list):
             stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
         elif isinstance(node, str) and "${" in node:

@@ -320,3 +320,12 @@ def test_video_export_reads_back_and_a_missing_frame_fails(tmp_path, fixed_confi
     result = CliRunner().invoke(main, [str(a) for a in [empty, *args, "-o", tmp_path / "c.mp4", "--detections", export]])
     assert result.exit_code == 1 and f"no item for source 'clip.mp4' frame {N - 1}" in result.output
     assert not (tmp_path / "c.mp4").exists() and not list(tmp_path.glob(".c*"))
+
+
+@pytest.mark.parametrize("depth", [40, 900])
+def test_deep_but_parseable_values_are_refused_by_depth(tmp_path, depth):
+    write_image(tmp_path)
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps(doc(item(faces=[face([0, 0, 10, 10])]))).replace("[0, 0, 10, 10]", "[" * depth + "]" * depth))
+    result = run(GAUSSIAN, tmp_path, dets)
+    assert result.exit_code == 2 and "dets.json: JSON nested" in result.output, result.output

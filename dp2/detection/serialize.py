@@ -92,7 +92,7 @@ def read_size_hw(value: Any, where: str) -> tuple[int, int]:
 def _in_bounds(v: float | int, extent: int, where: str, name: str) -> None:
     # A detector's box may stick out of the image, but not by more than the image's own size.
     if not -extent <= v <= 2 * extent:
-        raise DetectionFormatError(f"{where}: {name} = {v} is outside [{-extent}, {2 * extent}] "
+        raise DetectionFormatError(f"{where}: {name} = {show_value(v)} is outside [{-extent}, {2 * extent}] "
                                    f"(at most one image size beyond the border)")
 
 

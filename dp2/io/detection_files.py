@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 #: Largest detections file or cache entry read (a 10-hour video's export is far smaller).
 MAX_JSON_BYTES = 256 * 2**20
+MAX_JSON_DEPTH = 32
 
 
 def write_json_atomic(path: Path, payload: Any, *, items_key: str | None = None) -> None:
@@ -111,8 +112,8 @@ def read_json_file(path: Path, what: str = "JSON file", max_bytes: int = MAX_JSO
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); expected a {what}") from e
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
-                          object_pairs_hook=_unique_keys)
+        payload = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                             object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
                          f"expected a {what}") from e
@@ -120,6 +121,21 @@ def read_json_file(path: Path, what: str = "JSON file", max_bytes: int = MAX_JSO
         raise ValueError(f"{path}: JSON nested too deeply; expected a {what}") from e
     except ValueError as e:  # our hooks, or an integer with more digits than Python converts
         raise ValueError(f"{path}: {e}") from e
+    if _depth_exceeds(payload, MAX_JSON_DEPTH):
+        # The formats need 6 levels; deeper values could exhaust the stack when shown or hashed.
+        raise ValueError(f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels; expected a {what}")
+    return payload
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
 
 
 def image_digest(image: torch.Tensor) -> str:
@@ -178,11 +194,11 @@ class DetectionCache:
         missing = [k for k in _CACHE_KEYS if k not in record]
         unknown = [k for k in record if k not in _CACHE_KEYS]
         if record.get("version") != CACHE_VERSION:
-            raise DetectionFormatError(f"{where}: cache entry version {record.get('version')!r}, "
+            raise DetectionFormatError(f"{where}: cache entry version {_show(record.get('version'))}, "
                                        f"expected {CACHE_VERSION}")
         if missing or unknown:
             raise DetectionFormatError(f"{where}: {'missing' if missing else 'unknown'} key "
-                                       f"{(missing or unknown)[0]!r}")
+                                       f"{_show((missing or unknown)[0])}")
         if record["settings_key"] != self.settings_key:
             raise DetectionFormatError(f"{where}: made with other detector settings")
         if record["image_sha256"] != digest:
