@@ -32,7 +32,7 @@ setup(
         "face-detection==0.2.2",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "scikit-image>=0.21"],
+        "test": ["pytest>=7.4", "scikit-image>=0.21", "hypothesis>=6.0"],
         # Offline person masks for the classic body configs (MediaPipe's selfie model, see
         # dp2/detection/selfie.py for where the model file comes from and its limits).
         "selfie": ["ai-edge-litert>=2.0"],

@@ -486,6 +486,10 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
     """
     p = SimpleNamespace(**params)
     gap = _temporal_fill(p.temporal_fill, kind)
+    try:  # the whole file is checked before any model is built
+        given = GivenDetections(p.detections_file) if p.detections_file is not None else None
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
     try:
         anonymizer = build_anonymizer(cfg)
     except ConfigError as e:
@@ -499,8 +503,13 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
     logger.info("config %s, generators %s", p.config_path,
                 {k: type(g).__name__ for k, g in anonymizer.generators.items()})
 
+    if p.detections_file is not None:
+        bodies = [k for k in anonymizer.stages if k != "faces"]
+        if bodies:
+            raise click.UsageError(f"--detections holds face boxes only, and {Path(p.config_path).name} also "
+                                   f"anonymizes {' and '.join(bodies)}, which need its detector (person masks are "
+                                   "not stored in detection files); use a face config or drop --detections")
     try:
-        given = GivenDetections(p.detections_file) if p.detections_file is not None else None
         export = DetectionExport(p.export_detections) if p.export_detections is not None else None
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -601,7 +610,9 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
               help="Write what is anonymized per image/frame to this JSON file (detections, and in videos "
                    "the boxes filled in detection gaps).")
 @click.option("--detections", "detections_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Use detections from this JSON file (the --export-detections format) instead of a detector.")
+              help="Use face detections from this JSON file (the --export-detections format) instead of a "
+                   "detector. The file is checked like an upload; every frame needs an item with its source "
+                   "name, frame index and size (never rescaled).")
 @click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder with model weights under their official file names (also $DP2_WEIGHTS_DIR); "
                    "searched before the torch hub cache. Nothing is downloaded if the files are there.")

@@ -21,14 +21,17 @@ import builtins
 import contextlib
 import difflib
 import importlib
+import re
 import threading
 import types
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["ConfigError", "LazyCall", "load_config", "instantiate", "apply_overrides", "config_to_yaml", "flat_keys"]
+__all__ = ["ConfigError", "LazyCall", "load_config", "instantiate", "apply_overrides", "check_literal",
+           "config_to_yaml", "flat_keys"]
 
 TARGET_KEY = "_target_"
 
@@ -237,11 +240,123 @@ def flat_keys(cfg: DictConfig | ListConfig, prefix: str = "") -> list[str]:
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override value with ``ast.literal_eval``; anything else stays a string."""
+    """Parse an override value with ``ast.literal_eval``; anything else stays a string.
+
+    Parsing never runs code; :func:`apply_overrides` then refuses values that would make the
+    config build something (:func:`check_literal`).
+    """
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
+
+
+# Keys of the form ``_name_`` steer instantiation (``_target_``; hydra adds ``_args_``,
+# ``_partial_``, ``_recursive_``, ``_convert_``), dunder names reach Python internals. Neither is
+# a value, so an override may not set or contain one.
+_RESERVED_KEY = re.compile(r"_.*_")
+_KEY_PART = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+
+
+def _check_key_name(name: Any, where: str) -> None:
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: keys must be strings, got {name!r}")
+    if _RESERVED_KEY.fullmatch(name):
+        raise ConfigError(f"{where}: key {name!r} is reserved: {TARGET_KEY} and other _name_ keys choose what a "
+                          "config builds, and override values are literals (write a config file to build something)")
+    if "${" in name:
+        raise ConfigError(f"{where}: key {name!r} holds an interpolation; override values are literals")
+
+
+def check_literal(value: Any, where: str) -> Any:
+    """``value`` as plain config data, or ConfigError saying why it is not.
+
+    Allowed: None, bool, int, float, str (without ``${`` interpolations or resolvers), and lists,
+    tuples (become lists) and str-keyed dicts of those, where no key is reserved (``_target_``,
+    ``_args_``, ``__class__``, ...). Nothing allowed here can name or reach a callable.
+    """
+    stack = [(value, where)]
+    while stack:
+        item, here = stack.pop()
+        if item is None or isinstance(item, (bool, int, float)):
+            continue
+        if isinstance(item, str):
+            if "${" in item:
+                raise ConfigError(f"{here}: {item!r} is an interpolation; override values are literals "
+                                  "(${...} could point at another node or call a resolver)")
+            continue
+        if isinstance(item, (list, tuple)):
+            stack.extend((v, f"{here}[{i}]") for i, v in enumerate(item))
+            continue
+        if isinstance(item, dict):
+            for k, v in item.items():
+                _check_key_name(k, here)
+                stack.append((v, f"{here}.{k}"))
+            continue
+        raise ConfigError(f"{here}: {type(item).__name__} values are not config data "
+                          "(use None, bools, numbers, strings, lists or dicts)")
+    return _as_lists(value)
+
+
+def _as_lists(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    return value
+
+
+def _check_override_key(key: str, item: str) -> None:
+    if not key:
+        raise ConfigError(f"override {item!r} must look like key=value")
+    for part in key.split("."):
+        if not _KEY_PART.fullmatch(part):
+            raise ConfigError(f"override {key}: not a dotted config key "
+                              "(names of letters, digits and _, or list indices, joined by '.')")
+        _check_key_name(part, f"override {key}")
+
+
+def _builds_something(node: Any) -> str | None:
+    """The first ``_target_`` in a config subtree (following interpolations), else None."""
+    stack, seen = [node], set()
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current._is_interpolation():
+            try:
+                stack.append(current._dereference_node())
+            except OmegaConfBaseException:  # a broken interpolation is reported when the config is built
+                pass
+            continue
+        if current._is_none() or current._is_missing():
+            continue
+        if isinstance(current, DictConfig):
+            if TARGET_KEY in current:
+                return str(current._get_node(TARGET_KEY)._value())
+            stack.extend(current._get_node(k) for k in current.keys())
+        elif isinstance(current, ListConfig):
+            stack.extend(current._get_node(i) for i in range(len(current)))
+    return None
+
+
+def _reachable(cfg: DictConfig) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(path, _target_) and (path, interpolation) pairs of a config tree, unresolved."""
+    targets, interpolations = set(), set()
+    stack = [(OmegaConf.to_container(cfg, resolve=False), "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == TARGET_KEY:
+                    targets.add((path, str(v)))
+                stack.append((v, f"{path}.{k}" if path else str(k)))
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+        elif isinstance(node, str) and "${" in node:
+            interpolations.add((path, node))
+    return targets, interpolations
 
 
 def _has_key(cfg: DictConfig, key: str) -> bool:
@@ -262,6 +377,16 @@ def _has_key(cfg: DictConfig, key: str) -> bool:
     return True
 
 
+def _node_at(cfg: DictConfig, key: str) -> Any:
+    """The (unresolved) node at an existing dotted ``key``, following interpolations on the way."""
+    node: Any = cfg
+    for part in key.split("."):
+        if node is not None and node._is_interpolation():
+            node = node._dereference_node()
+        node = node._get_node(int(part) if isinstance(node, ListConfig) else part)
+    return node
+
+
 def _target_parameters(cfg: DictConfig, parent: str) -> list[str]:
     """Keyword parameters of the callable a ``_target_`` node at ``parent`` would build."""
     import inspect
@@ -280,27 +405,46 @@ def _target_parameters(cfg: DictConfig, parent: str) -> list[str]:
 def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
     """Apply ``key=value`` overrides in place (and return ``cfg``).
 
+    Values are data, never code or objects to build: they are parsed with ``ast.literal_eval``
+    (a value that does not parse stays a string) and must pass :func:`check_literal`. A key may
+    not contain a reserved ``_name_`` part (``detector._target_=...``), and a node that builds
+    an object (its subtree has a ``_target_``) may not be replaced, only its fields set, so
+    ``--opt`` cannot reach any callable the config file did not already name at that place.
+
     A key may also name a constructor argument the config leaves at its default
     (``detector.upscale=None`` when ``detector`` is a ``LazyCall`` of a class taking ``upscale``).
 
     Raises:
-        ConfigError: malformed override or unknown key (with did-you-mean suggestions).
+        ConfigError: malformed override, unknown key (with did-you-mean suggestions), a value
+            that is not a literal, or an override that would change what the config builds.
     """
+    targets_before, interpolations_before = _reachable(cfg)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")
         key, _, text = item.partition("=")
         key = key.strip()
+        _check_override_key(key, item)
+        value = check_literal(parse_value(text), f"override {key}")
         parent, _, leaf = key.rpartition(".")
         if not _has_key(cfg, key) and leaf in _target_parameters(cfg, parent):
-            OmegaConf.update(cfg, key, parse_value(text), merge=False, force_add=True)
+            OmegaConf.update(cfg, key, value, merge=False, force_add=True)
             continue
         if not _has_key(cfg, key):
             candidates = flat_keys(cfg) + [f"{parent}.{p}" if parent else p for p in _target_parameters(cfg, parent)]
             close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key {key!r}.{hint}")
-        OmegaConf.update(cfg, key, parse_value(text), merge=False)
+        built = _builds_something(_node_at(cfg, key))
+        if built is not None:
+            raise ConfigError(f"override {key}: this node builds {built}; overrides set its fields "
+                              f"({key}.<argument>=...), it cannot replace it (write a config file for that)")
+        OmegaConf.update(cfg, key, value, merge=False)
+    targets_after, interpolations_after = _reachable(cfg)
+    # Belt and braces: whatever the checks above missed, overrides may remove but never add these.
+    added = sorted(targets_after - targets_before) + sorted(interpolations_after - interpolations_before)
+    if added:
+        raise ConfigError(f"overrides may not add {TARGET_KEY} or interpolations to the config, got {added[0]}")
     return cfg
 
 

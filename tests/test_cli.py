@@ -169,9 +169,12 @@ def test_detections_file_errors(tmp_path, fixed_config):
     result = run(fixed_config, "-i", tmp_path / "in.png", "--detections", bad)
     assert result.exit_code == 2 and "bad.json" in result.output
     wrong = tmp_path / "wrong.json"
-    wrong.write_text(json.dumps({"items": [{"source": "in.png", "faces": [{"box": [1, 2, 3]}]}]}))
+    wrong.write_text(json.dumps({"version": 1, "items": [{"source": "in.png", "size_hw": [64, 80],
+                                                         "faces": [{"box": [1, 2, 3]}]}]}))
     result = run(fixed_config, "-i", tmp_path / "in.png", "-o", tmp_path / "o.png", "--detections", wrong)
-    assert result.exit_code == 1 and "expected a list of 4 numbers" in result.output
+    # The whole file is checked before anything runs: a usage error naming the file and the item.
+    assert result.exit_code == 2 and "wrong.json: items[0].faces[0].box: expected a list of 4 numbers" in result.output
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_cache_is_keyed_by_detector_settings(tmp_path, fixed_config):

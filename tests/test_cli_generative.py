@@ -34,7 +34,7 @@ def weights_dir(tmp_path_factory):
 def scene(tmp_path):
     arr = make_image(120, 160)
     Image.fromarray(arr).save(tmp_path / "in.png")
-    dets = {"items": [{"source": "in.png", "frame": 0, "size_hw": [120, 160], "faces": [{"box": BOX, "score": 0.9}]}]}
+    dets = {"version": 1, "items": [{"source": "in.png", "frame": 0, "size_hw": [120, 160], "faces": [{"box": BOX, "score": 0.9}]}]}
     (tmp_path / "dets.json").write_text(json.dumps(dets))
     return tmp_path, arr
 
