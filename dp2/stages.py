@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import torch
 
 from .detection.deep_privacy1 import template_keypoints_from_boxes
 from .generation.base import Generator, SynthesisOptions
+from .generation.classic import FACE_MIN_SIGMA_FRACTION
 from .generation.latents import z_from_seed
 from .ops.batching import plan_batches
 from .ops.body_crop import crop_persons
@@ -16,6 +18,7 @@ from .ops.face_boxes import expand_face_boxes
 from .ops.face_crop import crop_faces, sort_by_area
 from .ops.masks import region_alpha
 from .ops.paste import paste_crop
+from .ops.region_filters import composite_uint8, region_alpha_np
 from .structures import FaceDetections
 
 __all__ = ["BodyCropStage", "FaceCropStage", "MaskFilterStage", "RegionFilterStage"]
@@ -51,12 +54,20 @@ class RegionFilterStage:
 
     def __init__(self, *, generator: Generator, mask_scale: float = 1.3, shape: str = "box",
                  feather: float = 0.0, context: float = 0.25) -> None:
-        if mask_scale < 1:
+        if not mask_scale >= 1:
             raise ValueError(f"mask_scale must be >= 1 so the whole detected face is covered, got {mask_scale}")
         if shape not in ("box", "ellipse"):
             raise ValueError(f"shape must be 'box' or 'ellipse', got {shape!r}")
         if generator.has_latent:
             raise ValueError("RegionFilterStage works on native-size crops; use a crop-and-resize stage for GANs")
+        fraction = getattr(generator, "sigma_fraction", None)
+        if getattr(generator, "sigma", None) is None and fraction is not None and fraction < FACE_MIN_SIGMA_FRACTION:
+            raise ValueError(f"a face blur needs sigma_fraction >= {FACE_MIN_SIGMA_FRACTION} of the region "
+                             f"(weaker blurs leave eyes and mouth visible), got {fraction}")
+        if not context >= 0:
+            raise ValueError(f"context must be >= 0, got {context}")
+        if not feather >= 0:
+            raise ValueError(f"feather must be >= 0, got {feather}")
         self.generator = generator
         self.mask_scale = mask_scale
         self.shape = shape
@@ -73,9 +84,11 @@ class RegionFilterStage:
     def anonymize(self, image, instances, *, next_seed, options, seeds=None):
         if len(instances) == 0:
             return image
-        h, w = image.shape[1:]
         order = torch.argsort(box_area(instances.boxes_xyxy), stable=True)
         regions = self.regions(instances.boxes_xyxy)[order]
+        if image.device.type == "cpu" and hasattr(self.generator, "filter_uint8"):
+            return self._anonymize_uint8(image, regions)
+        h, w = image.shape[1:]
         out = image.clone()
         for region in regions:
             size = float(max(region[2] - region[0], region[3] - region[1]))
@@ -93,6 +106,30 @@ class RegionFilterStage:
             changed = alpha > 0
             out[:, y0:y1, x0:x1] = torch.where(changed[None], result_u8, out[:, y0:y1, x0:x1])
         return out
+
+    def _crop_box(self, region: list[float], h: int, w: int) -> tuple[int, int, int, int, float]:
+        """Integer crop (x0, y0, x1, y1) the filter reads for a float region, clipped, and the feather in px."""
+        size = max(region[2] - region[0], region[3] - region[1])
+        feather_px = self.feather * size
+        margin = self.context * size + feather_px
+        x0, y0 = max(0, math.floor(region[0] - margin)), max(0, math.floor(region[1] - margin))
+        x1, y1 = min(w, math.ceil(region[2] + margin)), min(h, math.ceil(region[3] + margin))
+        return x0, y0, x1, y1, feather_px
+
+    def _anonymize_uint8(self, image: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """The CPU path: the filter's ``filter_uint8`` on HWC uint8 pixels, no float copies of the frame."""
+        h, w = image.shape[1:]
+        hwc = image.permute(1, 2, 0).numpy().copy()  # [H, W, 3] uint8, writable
+        for region in regions.tolist():
+            x0, y0, x1, y1, feather_px = self._crop_box(region, h, w)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            local = (region[0] - x0, region[1] - y0, region[2] - x0, region[3] - y0)
+            crop = hwc[y0:y1, x0:x1]
+            filtered = self.generator.filter_uint8(np.ascontiguousarray(crop), local)
+            alpha = region_alpha_np((y1 - y0, x1 - x0), local, self.shape, feather_px)
+            hwc[y0:y1, x0:x1] = composite_uint8(crop, filtered, alpha)
+        return torch.from_numpy(hwc).permute(2, 0, 1)
 
 
 class FaceCropStage:

@@ -5,9 +5,31 @@ They follow :class:`dp2.generation.base.Generator`: ``forward(img, mask)`` with
 0 = anonymize). Pixels with ``mask == 1`` are returned unchanged, so they double
 as stand-ins for GANs in tests. Filter strength can be absolute (DeepPrivacy2's
 dummy generators on 256x256 crops: ``GaussianBlur(sigma=7)``) or relative to
-the size of the region to anonymize (``sigma_fraction``), which is what the
-native-resolution configs use so a 20 px face and a 400 px face are equally
-unrecognisable.
+the size of the region to anonymize (``sigma_fraction``, ``blocks``), which is what
+the native-resolution configs use so a 20 px face and a 400 px face are equally
+unrecognisable. ``filter_uint8`` is the same filter on uint8 HWC pixels (NumPy/OpenCV),
+the CPU fast path of :class:`dp2.stages.RegionFilterStage`.
+
+**Floors: a classic filter must destroy identity whatever the face size.** Measured on
+../shared/wider_dev (474 faces; ``score.py`` counts a face as covered when half of its box's
+pixels changed by more than 12 levels) with dp2's default detections (``bench/wider_coverage.py``;
+mask-out with the same detections: 125/168, 103/104, 112/115, 86/87 by size bucket <16, 16-32,
+32-64, >=64 px):
+
+* Pixelation with a fixed number of blocks per region leaves small faces as they were: 16
+  blocks over a 13 px region are sub-pixel, and at 30-60 px the 3-4 px blocks keep features
+  readable (``pixelation16`` covered 72, 39, 56, 42 faces before the floor). A block is now
+  never smaller than ``MIN_BLOCK_PX`` (10 px; ``pixelation16``: 117, 93, 104, 64, at least 74%
+  of mask-out in every bucket; a 6 px floor left 88/103 at 16-32 px and 52/86 at 64 px and up)
+  nor than the region's side / ``blocks``, and ``blocks`` may not exceed ``MAX_BLOCKS`` (16:
+  DeepPrivacy2's finest; Harmon's 1973 block portraits show famous faces stay recognisable at
+  about 16 blocks across).
+* Gaussian blur with sigma 0.15 x the region left low-contrast faces within 12 levels of the
+  original (with the same detections: 112/168, 280/306 of 16 px and up); 0.5 x with half the
+  region as context gave 117 and 288. The face default is sigma = 1.0 x the region's longer side
+  over a context of one region around it, so the blur mixes the surroundings into the face (121
+  and 298, within 3 faces of mask-out). The blur never drops below ``MIN_SIGMA_PX`` (4 px), and
+  the face stage refuses ``sigma_fraction`` under ``FACE_MIN_SIGMA_FRACTION`` (0.25).
 """
 from __future__ import annotations
 
@@ -17,9 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ops.region_filters import blur_uint8, pixelate_uint8
 from .base import Generator
 
-__all__ = ["GaussianBlur", "Pixelate", "MaskOut", "Identity"]
+__all__ = ["GaussianBlur", "Pixelate", "MaskOut", "Identity", "MIN_SIGMA_PX", "MIN_SIGMA_FRACTION",
+           "FACE_MIN_SIGMA_FRACTION", "MIN_BLOCK_PX", "MAX_BLOCKS"]
 
 
 def _region_extent(mask: torch.Tensor) -> torch.Tensor:
@@ -93,29 +117,56 @@ def _gaussian_blur_cv2(img: torch.Tensor, sigma: float, radius_y: int, radius_x:
     return out
 
 
+MIN_SIGMA_PX = 4.0
+MIN_SIGMA_FRACTION = 0.05
+FACE_MIN_SIGMA_FRACTION = 0.25
+MIN_BLOCK_PX = 10.0
+MAX_BLOCKS = 16
+
+
 class GaussianBlur(Generator):
     """Gaussian blur of the region to anonymize.
 
     Args:
         sigma: absolute standard deviation in pixels (DeepPrivacy2's dummy generator: 7 with
-            kernel ``min(21, W)``), or None to use ``sigma_fraction``.
-        sigma_fraction: standard deviation as a fraction of the region's longer side.
+            kernel ``min(21, W)``), or None to use ``sigma_fraction``; at least ``min_sigma_px``.
+        sigma_fraction: standard deviation as a fraction of the region's longer side, at least
+            ``MIN_SIGMA_FRACTION`` (a whole-body region: about a third of the face); the face stage
+            (:class:`dp2.stages.RegionFilterStage`) requires ``FACE_MIN_SIGMA_FRACTION``.
+        min_sigma_px: floor on the standard deviation in pixels (at least ``MIN_SIGMA_PX``),
+            so small faces are blurred as hard as large ones.
         kernel_size: odd kernel size for absolute sigma (default 6 sigma + 1, capped to the crop).
+
+    Raises:
+        ValueError: a strength that would leave faces recognisable (see the module docstring).
     """
 
-    def __init__(self, *, sigma: float | None = None, sigma_fraction: float = 0.15,
-                 kernel_size: int | None = None) -> None:
+    def __init__(self, *, sigma: float | None = None, sigma_fraction: float = 1.0,
+                 min_sigma_px: float = MIN_SIGMA_PX, kernel_size: int | None = None) -> None:
         super().__init__()
-        if sigma is not None and sigma <= 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
-        if sigma_fraction <= 0:
-            raise ValueError(f"sigma_fraction must be > 0, got {sigma_fraction}")
+        if not min_sigma_px >= MIN_SIGMA_PX:  # also refuses NaN
+            raise ValueError(f"min_sigma_px must be >= {MIN_SIGMA_PX} px (weaker blurs leave small faces "
+                             f"recognisable), got {min_sigma_px}")
+        if sigma is not None and not sigma >= min_sigma_px:
+            raise ValueError(f"sigma must be >= min_sigma_px = {min_sigma_px} px (weaker blurs leave faces "
+                             f"recognisable), got {sigma}")
+        if not MIN_SIGMA_FRACTION <= sigma_fraction <= 10:
+            raise ValueError(f"sigma_fraction must be in [{MIN_SIGMA_FRACTION}, 10] of the region's side "
+                             f"(weaker blurs leave eyes and mouth visible), got {sigma_fraction}")
         self.sigma = sigma
         self.sigma_fraction = sigma_fraction
+        self.min_sigma_px = float(min_sigma_px)
         self.kernel_size = kernel_size
 
     def extra_repr(self) -> str:
-        return f"sigma={self.sigma}, sigma_fraction={self.sigma_fraction}, kernel_size={self.kernel_size}"
+        return (f"sigma={self.sigma}, sigma_fraction={self.sigma_fraction}, min_sigma_px={self.min_sigma_px}, "
+                f"kernel_size={self.kernel_size}")
+
+    def region_sigma(self, region_side: float) -> float:
+        """Standard deviation (px) used for a region whose longer side is ``region_side`` px."""
+        if self.sigma is not None:
+            return self.sigma
+        return max(self.min_sigma_px, region_side * self.sigma_fraction)
 
     def _blur_one(self, img: torch.Tensor, sigma: float) -> torch.Tensor:
         # Large sigmas: blur a downscaled copy (same look, a fraction of the cost).
@@ -133,31 +184,48 @@ class GaussianBlur(Generator):
             kernel = self.kernel_size if self.kernel_size is not None else min(21, img.shape[-1] | 1)
             return _composite(img, gaussian_blur(img, self.sigma, kernel), mask)
         extents = _region_extent(mask)
-        outs = [
-            self._blur_one(img[i : i + 1], max(1.0, float(extents[i].max()) * self.sigma_fraction))
-            for i in range(img.shape[0])
-        ]
+        outs = [self._blur_one(img[i : i + 1], self.region_sigma(float(extents[i].max())))
+                for i in range(img.shape[0])]
         return _composite(img, torch.cat(outs), mask)
+
+    def filter_uint8(self, crop: np.ndarray, region_xyxy) -> np.ndarray:
+        """The blur on a uint8 [H, W, 3] crop holding the region (float xyxy in crop pixels)."""
+        side = max(region_xyxy[2] - region_xyxy[0], region_xyxy[3] - region_xyxy[1])
+        return blur_uint8(crop, self.region_sigma(float(side)))
 
 
 class Pixelate(Generator):
     """Pixelation (mosaic) of the region to anonymize.
 
     Args:
-        blocks: number of blocks along the region's longer side (DeepPrivacy2: 8 or 16 over the crop).
+        blocks: number of blocks along the region's longer side (DeepPrivacy2: 8 or 16 over the
+            crop), at most ``MAX_BLOCKS``; fewer where blocks would be under ``min_block_px``.
+        min_block_px: floor on the block side in pixels (at least ``MIN_BLOCK_PX``).
         align_to_region: place the block grid on the region to anonymize (native-resolution use);
             if False, pixelate the whole crop to ``blocks x blocks`` like DeepPrivacy2's generator.
+
+    Raises:
+        ValueError: settings that would leave faces recognisable (see the module docstring).
     """
 
-    def __init__(self, *, blocks: int = 8, align_to_region: bool = True) -> None:
+    def __init__(self, *, blocks: int = 8, min_block_px: float = MIN_BLOCK_PX, align_to_region: bool = True) -> None:
         super().__init__()
-        if blocks < 1:
-            raise ValueError(f"blocks must be >= 1, got {blocks}")
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= MAX_BLOCKS:
+            raise ValueError(f"blocks must be an integer in [1, {MAX_BLOCKS}] (finer mosaics leave faces "
+                             f"recognisable), got {blocks!r}")
+        if not min_block_px >= MIN_BLOCK_PX:
+            raise ValueError(f"min_block_px must be >= {MIN_BLOCK_PX} px (smaller blocks leave small faces "
+                             f"recognisable), got {min_block_px}")
         self.blocks = blocks
+        self.min_block_px = float(min_block_px)
         self.align_to_region = align_to_region
 
     def extra_repr(self) -> str:
-        return f"blocks={self.blocks}, align_to_region={self.align_to_region}"
+        return f"blocks={self.blocks}, min_block_px={self.min_block_px}, align_to_region={self.align_to_region}"
+
+    def block_px(self, region_side: float) -> float:
+        """Block side (px) for a region whose longer side is ``region_side`` px."""
+        return max(self.min_block_px, region_side / self.blocks)
 
     def forward(self, img, mask, latent=None, **conditions):
         if not self.align_to_region:
@@ -171,11 +239,18 @@ class Pixelate(Generator):
             y0, y1, x0, x1 = bbox
             region = img[i : i + 1, :, y0:y1, x0:x1]
             h, w = region.shape[-2:]
-            scale = self.blocks / max(h, w)
-            small_hw = (max(1, round(h * scale)), max(1, round(w * scale)))
-            small = F.interpolate(region, size=small_hw, mode="area")
-            out[i : i + 1, :, y0:y1, x0:x1] = F.interpolate(small, size=(h, w), mode="nearest")
+            block = self.block_px(max(h, w))
+            small_hw = (max(1, math.ceil(h / block - 1e-6)), max(1, math.ceil(w / block - 1e-6)))
+            padded_hw = (round(small_hw[0] * block), round(small_hw[1] * block))
+            padded = F.pad(region, (0, max(0, padded_hw[1] - w), 0, max(0, padded_hw[0] - h)), mode="replicate")
+            small = F.interpolate(padded, size=small_hw, mode="area")
+            out[i : i + 1, :, y0:y1, x0:x1] = F.interpolate(small, size=padded.shape[-2:], mode="nearest")[..., :h, :w]
         return _composite(img, out, mask)
+
+    def filter_uint8(self, crop: np.ndarray, region_xyxy) -> np.ndarray:
+        """The mosaic on a uint8 [H, W, 3] crop, blocks aligned to the region (float xyxy in crop pixels)."""
+        side = max(region_xyxy[2] - region_xyxy[0], region_xyxy[3] - region_xyxy[1])
+        return pixelate_uint8(crop, region_xyxy, self.block_px(float(side)))
 
 
 class MaskOut(Generator):
@@ -193,6 +268,10 @@ class MaskOut(Generator):
         super().__init__()
         if isinstance(fill, str) and fill not in self._NAMED and fill != "noise":
             raise ValueError(f"fill must be one of {sorted(self._NAMED) + ['noise']} or an (r, g, b) tuple, got {fill!r}")
+        if not isinstance(fill, str):
+            if not (isinstance(fill, (list, tuple)) and len(fill) == 3
+                    and all(isinstance(v, (int, float)) and 0 <= v <= 255 for v in fill)):
+                raise ValueError(f"fill must be a name or an (r, g, b) tuple of values in 0..255, got {fill!r}")
         self.fill = tuple(fill) if isinstance(fill, (list, tuple)) else fill
         self.seed = seed
 
@@ -208,6 +287,19 @@ class MaskOut(Generator):
             value = torch.tensor(rgb, dtype=img.dtype, device=img.device).view(1, 3, 1, 1) / 127.5 - 1
             filled = value.expand_as(img)
         return _composite(img, filled, mask)
+
+    def filter_uint8(self, crop: np.ndarray, region_xyxy) -> np.ndarray:
+        """The fill on a uint8 [H, W, 3] crop (same values as :meth:`forward` after rounding)."""
+        if self.fill == "noise":
+            gen = torch.Generator(device="cpu").manual_seed(self.seed)
+            noise = torch.rand((1, crop.shape[2], crop.shape[0], crop.shape[1]), generator=gen) * 2 - 1
+            return ((noise[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        rgb = self._NAMED[self.fill] if isinstance(self.fill, str) else self.fill
+        # forward paints rgb / 127.5 - 1, which the stage maps back with round((v + 1) * 127.5).
+        values = np.rint((np.asarray(rgb, np.float32) / np.float32(127.5) - 1 + 1) * np.float32(127.5))
+        out = np.empty_like(crop)
+        out[...] = values.clip(0, 255).astype(np.uint8)
+        return out
 
 
 class Identity(Generator):
