@@ -24,7 +24,7 @@ from .dataset import (DatasetJob, anonymize_file as _anonymize_file, anonymize_i
                       remove_partials, same_file as _same_file)
 from .generation.latents import LatentSampler
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
-from .io.images import IMAGE_SUFFIXES, ImageError
+from .io.images import IMAGE_SUFFIXES, UNSUPPORTED_SUFFIXES, ImageError
 from .io.manifest import MANIFEST_NAME, RunManifest, file_sha256
 from .io.sources import VIDEO_SUFFIXES, InputKind, classify_path
 from .runner import FrameProcessor, LoopStats, TemporalStage, run_frames
@@ -507,7 +507,10 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="Override any config value, e.g. --opt detector.score_threshold=0.5 (repeatable).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
-@click.option("--keep-metadata", is_flag=True, help="Keep EXIF (incl. GPS!) in output images. Default: stripped.")
+@click.option("--keep-metadata", is_flag=True,
+              help="Keep EXIF (incl. GPS!) in output images, minus what can hold pixels: the MakerNote, the "
+                   "thumbnail, embedded images and blobs, and XMP/IPTC/comments (never written). Default: EXIF "
+                   "stripped. A valid ICC colour profile is always kept (rebuilt from its declared tags).")
 @click.option("--export-detections", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write what is anonymized per image/frame to this JSON file (detections, and in videos "
                    "the boxes filled in detection gaps).")
@@ -561,6 +564,9 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         if not input_path.exists():
             raise click.BadParameter(f"{input_path} does not exist", param_hint="-i/--input_path")
         kind = classify_path(input_path)
+        if kind is None and input_path.suffix.lower() in UNSUPPORTED_SUFFIXES:
+            raise click.BadParameter(f"{input_path}: {UNSUPPORTED_SUFFIXES[input_path.suffix.lower()]}",
+                                     param_hint="-i/--input_path")
         if kind is None:
             raise click.BadParameter(f"{input_path}: not an image ({', '.join(IMAGE_SUFFIXES)}), "
                                      f"video ({', '.join(VIDEO_SUFFIXES)}) or folder", param_hint="-i/--input_path")
