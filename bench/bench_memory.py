@@ -113,13 +113,18 @@ def main() -> None:
         if rc != 0:
             sys.exit(f"the start-up run failed:\n{tail}")
         print(f"start-up (0.01 MP image): {startup:.0f} MiB")
-        print("| MP | size | peak RSS (MiB) | above start-up (MiB) | bytes/pixel above start-up | seconds | exit |")
-        print("|---|---|---|---|---|---|---|")
+        # The last column is the growth from the previous size: what each further pixel costs.
+        print("| MP | size | peak RSS (MiB) | above start-up (MiB) | bytes/pixel above start-up "
+              "| bytes/pixel vs previous size | seconds | exit |")
+        print("|---|---|---|---|---|---|---|---|")
+        previous = None
         for mp in args.sizes:
             w, h, rss, seconds, rc, tail = run(mp)
             above = rss - startup
+            marginal = "" if previous is None else f"{(rss - previous[1]) * 2**20 / (w * h - previous[0]):.0f}"
+            previous = (w * h, rss)
             print(f"| {w * h / 1e6:.1f} | {w}x{h} | {rss:.0f} | {above:.0f} | {above * 2**20 / (w * h):.0f} "
-                  f"| {seconds:.1f} | {rc} |", flush=True)
+                  f"| {marginal} | {seconds:.1f} | {rc} |", flush=True)
             if rc != 0:
                 print("   " + tail.strip().splitlines()[-1] if tail.strip() else "   (no message)", flush=True)
 

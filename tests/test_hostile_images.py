@@ -314,7 +314,7 @@ def _save_16(channels):
 def _native(path):
     """Samples as stored: 16-bit via OpenCV, everything else via PIL (P: indices)."""
     im = Image.open(path)
-    if ";16" in str(im.tile[0].args) and im.mode in ("RGB", "RGBA"):
+    if im.tile and ";16" in str(im.tile[0].args) and im.mode in ("RGB", "RGBA"):
         return cv2.imread(str(path), cv2.IMREAD_UNCHANGED), im.mode
     return np.array(im), im.mode
 
@@ -332,6 +332,10 @@ MODES = [
     ("P-tif", ".tif", _save_pil(_p_small)),
     ("1", ".png", _save_pil(_bilevel)),
     ("1-tif", ".tif", _save_pil(_bilevel)),
+    ("1-tif-group4", ".tif", _save_pil(_bilevel, {"compression": "group4"})),
+    ("RGB-webp-lossless", ".webp", _save_pil(lambda: Image.fromarray(make_image(H, W)), {"lossless": True})),
+    ("RGBA-webp-lossless", ".webp", _save_pil(_rgba, {"lossless": True, "exact": True})),
+    ("RGB-tif-lzw", ".tif", _save_pil(lambda: Image.fromarray(make_image(H, W)), {"compression": "tiff_lzw"})),
     ("I;16", ".png", _save_pil(_gray16)),
     ("I", ".tif", _save_pil(_int32)),
     ("F", ".tif", _save_pil(_float)),
@@ -361,6 +365,33 @@ def test_untouched_pixels_keep_their_exact_samples(tmp_path, fixed_config, name,
         assert rgb[REGION].max() <= 60, "the region is masked out (black, or the nearest palette colour)"
     if name in ("P-40", "P-transparent", "P-tRNS"):
         assert rgb[REGION].max() == 0, "a free palette slot holds the new colour"
+
+
+@pytest.mark.parametrize("name, suffix, save", MODES, ids=[m[0] for m in MODES])
+def test_max_res_resamples_every_mode(tmp_path, fixed_config, name, suffix, save):
+    src, dst = tmp_path / f"in{suffix}", tmp_path / f"out{suffix}"
+    save(src)
+    anonymize(fixed_config, src, dst, "--max-res", 40)
+    assert Image.open(dst).size == (40, 32)
+
+
+def test_max_res_keeps_alpha_resized(tmp_path, fixed_config):
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    _rgba().save(src)
+    anonymize(fixed_config, src, dst, "--max-res", 40)
+    out = Image.open(dst)
+    assert out.mode == "RGBA" and out.size == (40, 32)
+
+
+def test_lossless_inputs_keep_their_compression(tmp_path, fixed_config):
+    for name, make, kw in (("lzw.tif", lambda: Image.fromarray(make_image(H, W)), {"compression": "tiff_lzw"}),
+                           ("g4.tif", _bilevel, {"compression": "group4"})):
+        make().save(tmp_path / name, **kw)
+        anonymize(fixed_config, tmp_path / name, tmp_path / f"out_{name}")
+        assert Image.open(tmp_path / f"out_{name}").info["compression"] == kw["compression"]
+    Image.fromarray(make_image(H, W)).save(tmp_path / "l.webp", lossless=True)
+    anonymize(fixed_config, tmp_path / "l.webp", tmp_path / "out_l.webp")
+    assert b"VP8L" in (tmp_path / "out_l.webp").read_bytes()
 
 
 def test_corpus_palette_png_keeps_indices_outside_the_region(corpus, tmp_path):

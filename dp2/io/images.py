@@ -84,6 +84,7 @@ class ImageMeta:
         palette: P: uint8 [n, 3]; palette_alpha: P: uint8 [n] (255 = opaque) or None.
         exif: the file's raw EXIF (sanitized when written); icc_profile: the sanitized profile.
         index, duration_ms: position in the file and display time (animations).
+        size_hw: the frame's upright size as read.
     """
 
     mode: str
@@ -96,6 +97,7 @@ class ImageMeta:
     icc_profile: bytes | None = None
     index: int = 0
     duration_ms: float | None = None
+    size_hw: tuple[int, int] | None = None  # upright size as read (alpha and native have it)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -378,6 +380,7 @@ def _transpose_array(array: np.ndarray, orientation: int) -> np.ndarray:
 def _decode(im: Image.Image, meta: ImageMeta, native16: np.ndarray | None, orientation: int) -> torch.Tensor:
     """Fill ``meta`` from an upright frame and return its uint8 RGB [3, H, W]."""
     mode = im.mode
+    meta.size_hw = (im.size[1], im.size[0])
     if native16 is not None:
         native = _transpose_array(native16, orientation)
         meta.mode = "RGBA;16" if native.shape[2] == 4 else "RGB;16"
@@ -560,7 +563,9 @@ def _restore_mode(image: torch.Tensor, original: torch.Tensor | None, meta: Imag
     ``original`` is the frame as processed (None or another size: ``--max-res`` resampled
     everything, so samples are derived from the result).
     """
-    same = original is not None and tuple(original.shape) == tuple(image.shape)
+    # Untouched pixels can be told only when nothing was resampled (--max-res shrinks before processing).
+    same = (original is not None and tuple(original.shape) == tuple(image.shape)
+            and meta.size_hw in (None, tuple(image.shape[1:])))
     mode = meta.mode
     if mode in ("RGB", "RGBA", "L", "LA", "PA", "La") or (meta.native is None and mode != "P"):
         out = _to_pil_rgb(image)
@@ -571,6 +576,8 @@ def _restore_mode(image: torch.Tensor, original: torch.Tensor | None, meta: Imag
         return out.convert("L") if mode in ("L", "LA") else out
     if not same:  # resampled: nothing is untouched; keep the mode where a conversion exists
         out = _to_pil_rgb(image)
+        if mode in _HIGH_BIT_MODES:
+            logger.warning("the image was resampled (--max-res): its %s samples are written as 8-bit", mode)
         if mode == "P":
             pal = Image.new("P", (1, 1))
             pal.putpalette(meta.palette.flatten().tolist())
@@ -774,7 +781,9 @@ class ImageWriter:
             # exact: keep the colour under transparent pixels (libwebp would otherwise alter it)
             params.update(lossless=True, exact=True) if lossless else params.update(quality=self.quality)
         elif fmt == "TIFF" and self.reader is not None and self.reader.compression in _LOSSLESS_TIFF:
-            params["compression"] = self.reader.compression
+            fax = self.reader.compression in ("group3", "group4")  # bilevel pages only
+            if not fax or all(isinstance(f, Image.Image) and f.mode == "1" for f in self._frames):
+                params["compression"] = self.reader.compression
         if len(self._metas) > 1 and fmt in ("PNG", "WEBP") and self.reader is not None:
             durations = [m.duration_ms for m in self._metas]
             if self.reader.default_image and fmt == "PNG":
