@@ -88,7 +88,8 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=CONFIG)
     args = parser.parse_args()
 
-    print(f"part: {args.part}, config: {args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config}"
+    config = args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config
+    print(f"part: {args.part}, config: {config}"
           f"{', ' + ' '.join(args.opt) if args.opt else ''}")
     with tempfile.TemporaryDirectory() as tmp:
         def run(mp: float) -> tuple[int, int, float, float, int, str]:

@@ -643,7 +643,8 @@ def atomic_write_path(path: Path) -> Path:
 def _output_format(path: Path) -> str:
     fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
     if fmt is None:
-        raise ImageError(f"{path}: unsupported output suffix {path.suffix!r} (expected one of {', '.join(IMAGE_SUFFIXES)})")
+        raise ImageError(f"{path}: unsupported output suffix {path.suffix!r} "
+                         f"(expected one of {', '.join(IMAGE_SUFFIXES)})")
     return fmt
 
 
