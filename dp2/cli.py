@@ -29,7 +29,7 @@ from .dataset import (DatasetJob, FolderError, FolderPlan, anonymize_file as _an
 from .generation.latents import LatentSampler
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
 from .io.atomic import remove_stale_partials
-from .io.images import IMAGE_SUFFIXES
+from .io.images import IMAGE_SUFFIXES, UNSUPPORTED_SUFFIXES
 from .io.lock import OutputBusyError, output_lock
 from .io.manifest import MANIFEST_NAME, file_sha256
 from .io.paths import PathConflict, check_writable_file
@@ -605,7 +605,10 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="Override any config value, e.g. --opt detector.score_threshold=0.5 (repeatable).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
-@click.option("--keep-metadata", is_flag=True, help="Keep EXIF (incl. GPS!) in output images. Default: stripped.")
+@click.option("--keep-metadata", is_flag=True,
+              help="Keep EXIF (incl. GPS!) in output images, minus what can hold pixels: the MakerNote, the "
+                   "thumbnail, embedded images and blobs, and XMP/IPTC/comments (never written). Default: EXIF "
+                   "stripped. A valid ICC colour profile is always kept (rebuilt from its declared tags).")
 @click.option("--export-detections", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write what is anonymized per image/frame to this JSON file (detections, and in videos "
                    "the boxes filled in detection gaps).")
@@ -662,6 +665,9 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         if not input_path.exists():
             raise click.BadParameter(f"{input_path} does not exist", param_hint="-i/--input_path")
         kind = classify_path(input_path)
+        if kind is None and input_path.suffix.lower() in UNSUPPORTED_SUFFIXES:
+            raise click.BadParameter(f"{input_path}: {UNSUPPORTED_SUFFIXES[input_path.suffix.lower()]}",
+                                     param_hint="-i/--input_path")
         if kind is None:
             raise click.BadParameter(f"{input_path}: not an image ({', '.join(IMAGE_SUFFIXES)}), "
                                      f"video ({', '.join(VIDEO_SUFFIXES)}) or folder", param_hint="-i/--input_path")

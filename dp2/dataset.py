@@ -27,14 +27,14 @@ import torch
 
 from .generation.latents import LatentSampler
 from .io.atomic import release_finished, remove_if_stale
-from .io.images import IMAGE_SUFFIXES, load_image, resize_max_res, save_image
+from .io.images import IMAGE_SUFFIXES, ImageMeta, ImageReader, ImageWriter, resize_max_res
 from .io.lock import LOCK_NAME
 from .io.manifest import (MANIFEST_NAME, ManifestError, NotARegularFile, RunManifest, file_seed, file_sha256,
                           is_finished)
 from .io.paths import (PathConflict, check_folder_output, file_identity, is_inside, not_regular_reason, same_path,
                        scan_folder)
 from .io.sources import VIDEO_SUFFIXES, InputKind, array_frames, classify_path
-from .runner import LoopStats, run_frames
+from .runner import LoopStats, TemporalStage, run_frames
 from .structures import Frame
 from .weights import WeightsError
 
@@ -68,19 +68,59 @@ def show(image: torch.Tensor, title: str = "dp2", wait: int = 1) -> int:
 # --- one input of each kind ------------------------------------------------------------------
 
 def anonymize_image_file(src: Path, dst: Path, ctx: RunContext, source_name: str) -> None:
-    image, meta = load_image(src)
-    processed = resize_max_res(image, ctx.max_res)
-    frame = Frame(image=processed, index=0, source=str(src))
-    result, dets = ctx.process(frame, source_name)
-    ctx.stats.add(dets)
-    if ctx.visualize:
-        while True:
-            key = show(result, wait=0)
-            if key == ord("u"):
-                result, _ = ctx.process(frame, source_name)
-                continue
-            break
-    save_image(dst, result, meta, original=processed, keep_metadata=ctx.keep_metadata)
+    """One image file: every frame of it (animations, pages) is anonymized and written.
+
+    Size, memory and whether ``dst``'s format can hold the frames are checked before any frame
+    is decoded. Animation frames go through the video frame loop (tracking and gap filling,
+    the full detector on every frame); pages of a TIFF are independent images.
+    """
+    with ImageReader(src) as reader:
+        writer = ImageWriter(dst, reader, keep_metadata=ctx.keep_metadata)
+        if reader.frames_to_write == 1:
+            image, meta = next(reader.frames())
+            reader.close()  # frees the decoded picture (4 bytes per pixel) before the models run
+            processed = resize_max_res(image, ctx.max_res)
+            del image
+            frame = Frame(image=processed, index=0, source=str(src))
+            result, dets = ctx.process(frame, source_name)
+            ctx.stats.add(dets)
+            if ctx.visualize:
+                while True:
+                    key = show(result, wait=0)
+                    if key == ord("u"):
+                        result, _ = ctx.process(frame, source_name)
+                        continue
+                    break
+            writer.add(result, meta, original=processed)
+        else:
+            _anonymize_frames(reader, writer, ctx, source_name)
+        writer.close()
+
+
+def _anonymize_frames(reader: ImageReader, writer: ImageWriter, ctx: RunContext, source_name: str) -> None:
+    metas: dict[int, ImageMeta] = {}
+
+    def frames():
+        time_s = 0.0
+        for index, (image, meta) in enumerate(reader.frames()):
+            metas[index] = meta
+            yield Frame(image=resize_max_res(image, ctx.max_res), index=index, source=str(reader.path),
+                        time_s=time_s if reader.kind == "animation" else None)
+            time_s += (meta.duration_ms or 0) / 1000
+
+    def emit(frame: Frame, result: torch.Tensor) -> None:
+        writer.add(result, metas.pop(frame.index), original=frame.image)
+        if ctx.visualize:
+            show(result)
+
+    temporal = None
+    if reader.kind == "animation":
+        temporal = TemporalStage(next_seed=ctx.process.next_seed, max_gap=ctx.temporal_fill, track_seeds=ctx.track)
+    stats = run_frames(frames(), ctx.process, emit, source_name=source_name, temporal=temporal)
+    ctx.stats.merge(stats)
+    logger.info("%s: %d %s, detections %s%s", reader.path, stats.frames,
+                "pages" if reader.kind == "pages" else "frames", stats.detections,
+                f", {stats.filled} filled in gaps" if stats.filled else "")
 
 
 def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str, position: int = 0) -> None:

