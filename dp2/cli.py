@@ -47,15 +47,15 @@ AUTO_FULL_DETECTION_EVERY = 6
 DEFAULT_TEMPORAL_FILL = 5  # videos; 0 for --webcam
 
 
-def default_output_path(input_path: Path, kind: InputKind) -> Path:
-    """``<stem>_anonymized<ext>`` next to a file, ``<dir>_anonymized/`` next to a folder."""
+def default_output_path(input_path: Path, kind: InputKind, tag: str = "anonymized") -> Path:
+    """``<stem>_<tag><ext>`` next to a file, ``<dir>_<tag>/`` next to a folder (``--vd``: ``detections``)."""
     if input_path.name in ("", ".."):  # "." or "..": name the output after the folder they stand for
         input_path = Path(os.path.abspath(input_path))
         if not input_path.name:
             raise click.UsageError(f"-i {input_path}: no default output name for the root folder; give -o")
     if kind is InputKind.FOLDER:
-        return input_path.with_name(f"{input_path.name}_anonymized")
-    return input_path.with_name(f"{input_path.stem}_anonymized{input_path.suffix}")
+        return input_path.with_name(f"{input_path.name}_{tag}")
+    return input_path.with_name(f"{input_path.stem}_{tag}{input_path.suffix}")
 
 
 @dataclass
@@ -442,7 +442,9 @@ def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path 
         click.echo(f"{summary.skipped} file(s) already done in an earlier run (see {MANIFEST_NAME}); skipped", err=True)
     if summary.frames:
         counts = ", ".join(f"{n} {k}" for k, n in summary.detections.items())
-        click.echo(f"anonymized {summary.frames} frame(s) in {summary.anonymized} file(s): {counts} -> {output}",
+        verb = "drew detections on" if params.get("visualize_detection") else "anonymized"
+        tail = " (--vd: faces are NOT anonymized)" if params.get("visualize_detection") else ""
+        click.echo(f"{verb} {summary.frames} frame(s) in {summary.anonymized} file(s): {counts} -> {output}{tail}",
                    err=True)
     if summary.failures:
         click.echo(f"{len(summary.failures)} file(s) failed:", err=True)
@@ -684,7 +686,11 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
 
     output = None
     if kind in (InputKind.IMAGE, InputKind.VIDEO, InputKind.FOLDER):
-        output = output_path if output_path is not None else default_output_path(input_path, kind)
+        tag = "detections" if visualize_detection else "anonymized"
+        output = output_path if output_path is not None else default_output_path(input_path, kind, tag)
+        if visualize_detection and "anonymi" in output.name.lower():
+            click.echo(f"warning: --vd writes the faces in the clear with boxes drawn on them, but {output} "
+                       "is named like an anonymized output", err=True)
         if kind is not InputKind.FOLDER and output.is_dir():
             output = output / input_path.name
         if kind is not InputKind.FOLDER:
@@ -768,7 +774,9 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         summary = ", ".join(f"{n} {k}" for k, n in stats.detections.items())
         if stats.filled:
             summary += f" (incl. {stats.filled} filled in detection gaps)"
-        click.echo(f"anonymized {stats.frames} frame(s): {summary}" + (f" -> {output}" if output is not None else ""),
+        verb = "drew detections on" if visualize_detection else "anonymized"
+        tail = " (--vd: faces are NOT anonymized)" if visualize_detection else ""
+        click.echo(f"{verb} {stats.frames} frame(s): {summary}" + (f" -> {output}" if output is not None else "") + tail,
                    err=True)
     if failures:
         if kind is InputKind.FOLDER:
