@@ -61,6 +61,13 @@ class Anonymizer:
         return {kind: stage.generator for kind, stage in self.stages.items()}
 
     @property
+    def needs_torch_threads(self) -> bool:
+        """Whether torch does heavy work in this pipeline: a generator with weights, or a detector
+        that is not marked ``uses_torch_compute = False`` (CenterFace runs on onnxruntime)."""
+        heavy_generator = any(next(iter(g.parameters()), None) is not None for g in self.generators.values())
+        return heavy_generator or getattr(self.detector, "uses_torch_compute", True)
+
+    @property
     def uses_latent(self) -> bool:
         return any(g.has_latent for g in self.generators.values())
 

@@ -146,6 +146,9 @@ class CenterFaceDetector:
     mirror maps ``x`` to ``W - x``), then boxes are rounded to half-open integer xyxy.
     """
 
+    #: The network runs on onnxruntime; torch only decodes small tensors (see Anonymizer.needs_torch_threads).
+    uses_torch_compute = False
+
     def __init__(
         self,
         *,
