@@ -1,11 +1,14 @@
 """``anonymize.py CONFIG -i INPUT -o OUTPUT``: DeepPrivacy2's command line, made dependable.
 
 The CLI parses options, wires components, shows progress and sets the exit code:
-0 = everything anonymized, 1 = some inputs failed (listed at the end), 2 = usage error.
+0 = everything anonymized, 1 = some inputs failed (listed at the end) or the run could not start
+(output folder in use, missing weights, no camera), 2 = usage error, 130 = Ctrl-C, 143 = SIGTERM.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import logging
 import math
 import os
@@ -22,10 +25,9 @@ import click
 from .anonymizer import Anonymizer, SynthesisOptions
 from .api import build_anonymizer, load_anonymizer_config
 from .config import ConfigError, apply_overrides, config_to_yaml
-from .dataset import (DatasetJob, FolderError, FolderPlan, anonymize_file as _anonymize_file,  # noqa: F401
-                      anonymize_image_file, anonymize_one, anonymize_video_file, check_file_run, check_folders,
-                      failed_record, list_dataset, open_manifest, plan_folder, progress_bar as _progress,
-                      remove_partials, same_file as _same_file)
+from .dataset import (DatasetJob, FolderError, FolderPlan, anonymize_file as _anonymize_file, anonymize_one,
+                      check_file_run, check_folders, failed_record, open_manifest, plan_folder,
+                      progress_bar as _progress, remove_partials)
 from .generation.latents import LatentSampler
 from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
 from .io.atomic import remove_stale_partials
@@ -42,6 +44,7 @@ from .weights import VERIFY_ENV_VAR, WEIGHTS_ENV_VAR, WeightsError
 logger = logging.getLogger("dp2")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 128 + signal.SIGTERM  # as a shell reports SIGINT / SIGTERM
 # Videos: the detector's full mode every this many frames by default (bench/bench_deface.py).
 AUTO_FULL_DETECTION_EVERY = 6
 DEFAULT_TEMPORAL_FILL = 5  # videos; 0 for --webcam
@@ -174,6 +177,30 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_interrupt(command: Callable) -> Callable:
+    """Ctrl-C exits 130 and SIGTERM 143, with one line, wherever the run is (loading models,
+    listing a folder, writing); click alone would print "Aborted!" and exit 1. Outputs are
+    written to temporaries that unwinding removes, so no partial output is left."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except Terminated:
+            click.echo("terminated (SIGTERM): partial outputs were removed", err=True)
+            sys.exit(EXIT_TERMINATED)
+        except KeyboardInterrupt:
+            click.echo("interrupted: partial outputs were removed", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper
+
+
+def _path_error(e: OSError) -> click.UsageError:
+    """A path the OS refuses to look at (name too long, ...) as one usage-error line naming it."""
+    return click.UsageError(f"{e.filename}: {e.strerror}" if e.filename is not None and e.strerror else str(e))
 
 
 def run_webcam(index: int, ctx: RunContext, capture_factory: Callable | None = None) -> None:
@@ -401,8 +428,7 @@ def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path 
         if used:
             raise click.UsageError(f"{flag} does not combine with --ray (workers run in other processes)")
     try:
-        import ray.data  # noqa: F401
-
+        importlib.import_module("ray.data")
         from .distributed.ray_backend import WorkerSetupError, run_dataset
     except ImportError as e:
         raise click.UsageError(f"--ray needs Ray on this machine and every node: pip install 'dp2[ray]' ({e})") from e
@@ -424,7 +450,7 @@ def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path 
                               batch_size=params["ray_batch_size"], on_record=on_record)
     except KeyboardInterrupt as e:
         click.echo("interrupted: finished files are in the manifest; run the command again to resume", err=True)
-        return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     except WorkerSetupError as e:
         click.echo(f"error: {e}", err=True)
         return EXIT_USAGE if e.usage else EXIT_FAILED
@@ -525,7 +551,12 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
     if p.cache:
         root = p.cache_dir or Path(os.environ.get("DP2_CACHE_DIR", Path.home() / ".cache" / "dp2" / "detections"))
         detector_node = cfg.anonymizer.get("detector")
-        store = DetectionCache(root, config_to_yaml(detector_node, resolve=True) if detector_node is not None else "")
+        settings = config_to_yaml(detector_node, resolve=True) if detector_node is not None else ""
+        try:
+            store = DetectionCache(root, settings)
+        except OSError as e:
+            raise click.BadParameter(f"cannot use {root} as the cache folder ({e.strerror or e})",
+                                     param_hint="--cache-dir") from e
     sampler = LatentSampler(p.seed)
     options = SynthesisOptions(truncation_value=p.truncation_value or 0.0,
                                multi_modal_truncation=p.multi_modal_truncation, amp=p.amp)
@@ -636,6 +667,7 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--debug", is_flag=True, help="Debug logging.")
 @click.pass_context
+@_exit_on_interrupt
 def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_path: Path | None, visualize: bool,
          max_res: int | None, start_time: float | None, end_time: float | None, fps: float | None,
          dst: float | None, visualize_detection: bool, multi_modal_truncation: bool, cache: bool,
@@ -670,12 +702,15 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     else:
         if input_path is None:
             raise click.UsageError("missing -i/--input_path (or use --webcam)")
-        if not input_path.exists():
-            raise click.BadParameter(f"{input_path} does not exist", param_hint="-i/--input_path")
-        kind = classify_path(input_path)
-        if kind is None and input_path.suffix.lower() in UNSUPPORTED_SUFFIXES:
-            raise click.BadParameter(f"{input_path}: {UNSUPPORTED_SUFFIXES[input_path.suffix.lower()]}",
-                                     param_hint="-i/--input_path")
+        try:
+            if not input_path.exists():
+                raise click.BadParameter(f"{input_path} does not exist", param_hint="-i/--input_path")
+            kind = classify_path(input_path)
+            if kind is None and input_path.suffix.lower() in UNSUPPORTED_SUFFIXES:
+                raise click.BadParameter(f"{input_path}: {UNSUPPORTED_SUFFIXES[input_path.suffix.lower()]}",
+                                         param_hint="-i/--input_path")
+        except OSError as e:
+            raise _path_error(e) from e
         if kind is None:
             raise click.BadParameter(f"{input_path}: not an image ({', '.join(IMAGE_SUFFIXES)}), "
                                      f"video ({', '.join(VIDEO_SUFFIXES)}) or folder", param_hint="-i/--input_path")
@@ -690,28 +725,29 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         raise click.UsageError("--detections and --cache exclude each other (given detections need no cache)")
     show_window = not print_config and _check_window(visualize, kind)
 
-    output = None
-    if kind in (InputKind.IMAGE, InputKind.VIDEO, InputKind.FOLDER):
-        tag = "detections" if visualize_detection else "anonymized"
-        output = output_path if output_path is not None else default_output_path(input_path, kind, tag)
-        if visualize_detection and "anonymi" in output.name.lower():
-            click.echo(f"warning: --vd writes the faces in the clear with boxes drawn on them, but {output} "
-                       "is named like an anonymized output", err=True)
-        if kind is not InputKind.FOLDER and output.is_dir():
-            output = output / input_path.name
-        if kind is not InputKind.FOLDER:
-            if output.suffix.lower() not in (IMAGE_SUFFIXES if kind is InputKind.IMAGE else VIDEO_SUFFIXES):
-                raise click.BadParameter(f"{output}: the output suffix must be one of "
-                                         f"{', '.join(IMAGE_SUFFIXES if kind is InputKind.IMAGE else VIDEO_SUFFIXES)}",
-                                         param_hint="-o/--output_path")
-        parent = output.parent
-        if not parent.is_dir():
-            raise click.BadParameter(f"folder {parent} does not exist (create it first)", param_hint="-o/--output_path")
-        if not os.access(parent, os.W_OK):
-            raise click.BadParameter(f"folder {parent} is not writable", param_hint="-o/--output_path")
     # Every path the run writes is checked against its inputs and its other outputs, first.
+    output = None
     plan = None
     try:
+        if kind in (InputKind.IMAGE, InputKind.VIDEO, InputKind.FOLDER):
+            tag = "detections" if visualize_detection else "anonymized"
+            output = output_path if output_path is not None else default_output_path(input_path, kind, tag)
+            if visualize_detection and "anonymi" in output.name.lower():
+                click.echo(f"warning: --vd writes the faces in the clear with boxes drawn on them, but {output} "
+                           "is named like an anonymized output", err=True)
+            if kind is not InputKind.FOLDER and output.is_dir():
+                output = output / input_path.name
+            if kind is not InputKind.FOLDER:
+                suffixes = IMAGE_SUFFIXES if kind is InputKind.IMAGE else VIDEO_SUFFIXES
+                if output.suffix.lower() not in suffixes:
+                    raise click.BadParameter(f"{output}: the output suffix must be one of {', '.join(suffixes)}",
+                                             param_hint="-o/--output_path")
+            parent = output.parent
+            if not parent.is_dir():
+                raise click.BadParameter(f"folder {parent} does not exist (create it first)",
+                                         param_hint="-o/--output_path")
+            if not os.access(parent, os.W_OK):
+                raise click.BadParameter(f"folder {parent} is not writable", param_hint="-o/--output_path")
         if kind is InputKind.FOLDER and ray_address is None:  # --ray lists the folder in run_dataset
             plan = plan_folder(input_path, output, export=export_detections)
         elif kind in (InputKind.IMAGE, InputKind.VIDEO):
@@ -720,6 +756,8 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
             check_writable_file(export_detections, "--export-detections")
     except (FolderError, PathConflict) as e:
         raise click.UsageError(str(e)) from e
+    except OSError as e:
+        raise _path_error(e) from e
 
     # Config: load, override, print or build.
     cfg = load_run_config(config_path, opts, dst, person_generator, cse_person_generator)
@@ -756,12 +794,6 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
                 logger.debug("failure on %s", input_path, exc_info=True)
                 failures.append((input_path, _with_path(input_path, str(e) or type(e).__name__)))
         completed = True
-    except Terminated:
-        click.echo("terminated (SIGTERM): partial outputs were removed", err=True)
-        sys.exit(128 + signal.SIGTERM)
-    except KeyboardInterrupt:
-        click.echo("interrupted: partial outputs were removed", err=True)
-        sys.exit(130)
     except (WeightsError, WebcamError, OutputBusyError, OSError) as e:  # OSError: the output folder or its lock file
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)

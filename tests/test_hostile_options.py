@@ -70,6 +70,11 @@ ROWS = [
         "-5 is not in the range 0<=x<=4294967295"),
     Row("seed_huge", ("-i", "{image}", "-o", "{out}/o.png", "--seed", str(2**70)), 2,
         f"{2**70} is not in the range 0<=x<=4294967295"),
+    # Paths the OS refuses to look at, and a cache folder that cannot be one.
+    Row("output_name_too_long", ("-i", "{image}", "-o", "{out}/" + "a" * 300 + ".png"), 2, "File name too long"),
+    Row("input_name_too_long", ("-i", "{out}/" + "a" * 300 + ".png", "-o", "{out}/o.png"), 2, "File name too long"),
+    Row("cache_dir_is_a_file", ("-i", "{image}", "-o", "{out}/o.png", "--cache", "--cache-dir", "{image}"), 2,
+        "--cache-dir: cannot use {image} as the cache folder (Not a directory)"),
     # --opt values a component refuses when it is built.
     Row("opt_upscale_0", ("-i", "{image}", "-o", "{out}/o.png", "--opt", "detector.upscale=0"), 2,
         "cannot build anonymizer.detector (dp2.detection.centerface.CenterFaceDetector): upscale"),
@@ -78,8 +83,9 @@ ROWS = [
         "cannot build anonymizer.face.generator (dp2.generation.classic.GaussianBlur): sigma_fraction"),
     Row("opt_mask_scale_0", ("-i", "{image}", "-o", "{out}/o.png", "--opt", "anonymizer.face.mask_scale=0"), 2,
         "cannot build anonymizer.face (dp2.stages.RegionFilterStage): mask_scale"),
+    # Replacing a node that builds an object is refused before anything is built (--opt sets fields only).
     Row("opt_face_none", ("-i", "{image}", "-o", "{out}/o.png", "--opt", "anonymizer.face=None"), 2,
-        "cannot build anonymizer (dp2.anonymizer.Anonymizer): Anonymizer needs at least one stage"),
+        "override anonymizer.face: this node builds dp2.stages.RegionFilterStage; overrides set its fields"),
     Row("opt_nan", ("-i", "{image}", "-o", "{out}/o.png", "--opt", "detector.score_threshold=nan"), 2,
         "cannot build anonymizer.detector"),
     # Config files that fail.

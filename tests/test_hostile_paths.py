@@ -356,6 +356,25 @@ def test_sigterm_while_writing_leaves_no_output_and_no_temporary(tree, monkeypat
     assert signal.getsignal(signal.SIGTERM) == handler, "the run's handler is removed with the run"
 
 
+@pytest.mark.parametrize("stop, exit_code, message", [
+    ("SIGTERM", 128 + signal.SIGTERM, "terminated (SIGTERM)"),
+    ("Ctrl-C", 130, "interrupted"),
+])
+def test_stopped_while_loading_models_exits_with_the_signals_code(tree, monkeypatch, stop, exit_code, message):
+    def build(cfg):
+        if stop == "Ctrl-C":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+
+    monkeypatch.setattr("dp2.cli.build_anonymizer", build)
+    before = snapshot(tree)
+    result = run("-i", tree / "one.png", "-o", tree / "o.png")
+    assert result.exit_code == exit_code, result.output  # not click's "Aborted!" and exit 1
+    assert message in result.output and "Aborted" not in result.output
+    assert snapshot(tree) == before
+
+
 def test_sigterm_stops_a_folder_run_that_resumes(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(6):
@@ -474,7 +493,7 @@ def test_export_to_unwritable_folder_fails_before_the_work(tree, monkeypatch):
 
 
 def test_export_on_a_full_disk_is_one_clear_line(tree, monkeypatch):
-    def full(path, payload):
+    def full(path, payload, **options):  # options: e.g. items_key (one frame per line)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("dp2.io.detection_files.write_json_atomic", full)
