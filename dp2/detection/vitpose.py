@@ -303,7 +303,8 @@ class ViTPoseDetector(LazyModelDetector):
     """ViTPose keypoints for given person boxes.
 
     Args:
-        size: ``vit_huge`` (DP2's FB_triagan), ``vit_large`` or ``vit_base``.
+        size: ``vit_huge`` (DP2's FB_triagan), ``vit_large`` or ``vit_base`` (or ``vit_mini``,
+            the conformance model, which has no released weights: give ``weights_path``).
         weights_dir: folder searched first for the checkpoint (then ``$DP2_WEIGHTS_DIR``, then the
             torch hub cache, where DP2 keeps ``vit-h-multi-coco-dbc06d4337.pth``).
         weights_path: an explicit checkpoint; skips the lookup.
@@ -319,16 +320,21 @@ class ViTPoseDetector(LazyModelDetector):
     def __init__(self, *, size: str = "vit_huge", weights_dir: str | os.PathLike | None = None,
                  weights_path: str | os.PathLike | None = None, download: bool = True,
                  device: str | torch.device | None = None, batch_size: int = 8) -> None:
-        if size not in VITPOSE_WEIGHTS:
-            raise ValueError(f"size must be one of {sorted(VITPOSE_WEIGHTS)}, got {size!r}")
+        if size not in VITPOSE_SIZES:
+            raise ValueError(f"size must be one of {sorted(VITPOSE_SIZES)}, got {size!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.size = size
-        self.weight_spec = VITPOSE_WEIGHTS[size]
         self.batch_size = int(batch_size)
         # ViTPose has no score threshold of its own; the base class wants one.
         super().__init__(score_threshold=0.0, weights_dir=weights_dir, weights_path=weights_path,
                          download=download, device=device)
+
+    @property
+    def weight_spec(self) -> WeightSpec:  # type: ignore[override]
+        if self.size not in VITPOSE_WEIGHTS:
+            raise WeightsError(f"ViTPose {self.size!r} has no released weights; pass weights_path")
+        return VITPOSE_WEIGHTS[self.size]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size!r}, device={str(self.device)!r})"
@@ -337,7 +343,9 @@ class ViTPoseDetector(LazyModelDetector):
         path = self.weights_file()
         ckpt = load_checkpoint(path)
         state = ckpt.get("state_dict", ckpt)
-        model = build_vitpose(self.size)
+        with torch.device("meta"):  # no random init of 637 M parameters that are overwritten anyway
+            model = ViTPose(VITPOSE_SIZES[self.size])
+        model = model.to_empty(device="cpu").requires_grad_(False).eval()
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:

@@ -312,7 +312,9 @@ class TriaGAN(Generator):
     (uint8 0..6, see :func:`dp2.ops.joint_map.draw_joint_map`).
     """
 
-    needs_keypoints = False  # keypoints reach it through the body stage, not the face stage
+    needs_keypoints = False      # (the face stage's DeepPrivacy1 keypoints)
+    needs_body_keypoints = True  # the body stage passes maskrcnn_mask, keypoints and joint_map
+    input_cse = False            # CSE persons are cropped without their embedding
 
     def __init__(self, *,
                  imsize: Sequence[int] = (288, 160),      # Crop size (H, W).

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["JOINT_CATEGORIES", "draw_joint_map", "keypoints_to_crops", "line_pixels"]
+__all__ = ["JOINT_CATEGORIES", "body_keypoint_conditions", "draw_joint_map", "keypoints_to_crops", "line_pixels"]
 
 #: Limb category of each joint-map value (0 = no limb).
 JOINT_CATEGORIES = {1: "head", 2: "left arm", 3: "right arm", 4: "body", 5: "left leg", 6: "right leg"}
@@ -155,3 +155,27 @@ def keypoints_to_crops(keypoints: torch.Tensor, boxes_xyxy: torch.Tensor, vis_th
     inside = (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
     visible = (keypoints[..., 2] > vis_threshold) & inside
     return torch.stack([x, y, visible.to(torch.float32)], dim=2).to(torch.float32)
+
+
+def body_keypoint_conditions(keypoints: torch.Tensor | None, boxes_xyxy: torch.Tensor, maskrcnn_mask: torch.Tensor,
+                             size_hw: tuple[int, int], vis_threshold: float = 0.05) -> dict[str, torch.Tensor]:
+    """TriA-GAN's extra inputs for a batch of body crops (DP2 ``PersonDetection.get_crop``).
+
+    Args:
+        keypoints: float [N, 17, 3] image keypoints ``(x, y, visible)``, or None when the detector
+            gives none (every keypoint is then invisible: TriA-GAN still generates the person).
+        boxes_xyxy: int64 [N, 4] crop boxes.
+        maskrcnn_mask: bool [N, 1, h, w] crop-space undilated mask, True = background.
+        size_hw: crop size (h, w).
+        vis_threshold: see :func:`keypoints_to_crops`.
+
+    Returns:
+        ``{"maskrcnn_mask": float32 [N, 1, h, w], "keypoints": float32 [N, 17, 3] crop-relative,
+        "joint_map": uint8 [N, 1, h, w]}``.
+    """
+    n = boxes_xyxy.shape[0]
+    if keypoints is None:
+        keypoints = torch.zeros((n, 17, 3), dtype=torch.float32)
+    rel = keypoints_to_crops(keypoints.cpu(), boxes_xyxy.cpu(), vis_threshold)
+    return {"maskrcnn_mask": maskrcnn_mask.to(torch.float32), "keypoints": rel,
+            "joint_map": draw_joint_map(rel, size_hw)}
