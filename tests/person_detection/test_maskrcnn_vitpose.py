@@ -92,3 +92,15 @@ def test_triagan_anonymizes_persons_without_visible_keypoints():
         assert changed[mask].float().mean() > 0.9  # both persons, also the one without keypoints
     assert not changed[:, 100:140].any()  # between the two persons nothing is touched
     assert not changed[190:, :].any()
+
+
+def test_visualize_draws_visible_keypoints():
+    from dp2.visualize import draw_detections
+
+    image = torch.zeros((3, H, W), dtype=torch.uint8)
+    dets = MaskRCNNVitPose(person_detector=FakePersons(), keypoint_detector=FakeKeypoints())(image)
+    drawn = draw_detections(image, dets)
+    x, y, _ = dets.persons.keypoints[0, 8].tolist()  # a visible keypoint of the small person
+    assert drawn[1, round(y), round(x)] == 255
+    x, y, _ = dets.persons.keypoints[1, 8].tolist()  # the big person's keypoints are invisible
+    assert drawn[1, round(y), round(x)] != 255
