@@ -91,7 +91,7 @@ class MaskRCNNVitPose:
         n = len(out.indices)
         if n:
             raw = self.keypoint_detector(image, masks_to_boxes(out.segmentation))
-            if tuple(raw.shape[::2]) != (n, 3):
+            if tuple(raw.shape) != (n, 17, 3):
                 raise ValueError(f"keypoint detector returned shape {list(raw.shape)} for {n} persons")
             keypoints = keypoint_visibility(raw.cpu(), self.keypoint_threshold)
             hidden = int((keypoints[..., 2].sum(dim=1) == 0).sum())

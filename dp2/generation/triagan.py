@@ -430,7 +430,7 @@ class TriaGAN(Generator):
             parts.append(keypoint_maps(keypoints, self.imsize).to(img.dtype))
         if self.input_joint:
             jm = joint_map[:, 0].long()
-            if bool(((jm < 0) | (jm > N_JOINT_CATEGORIES)).any()):
+            if not torch.compiler.is_compiling() and bool(((jm < 0) | (jm > N_JOINT_CATEGORIES)).any()):
                 raise ValueError(f"joint_map values must lie in 0..{N_JOINT_CATEGORIES}")
             onehot = F.one_hot(jm, N_JOINT_CATEGORIES + 1)[..., 1:]  # [N, H, W, 6], category 0 = none
             parts.append(onehot.permute(0, 3, 1, 2).to(img.dtype))
