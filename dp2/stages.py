@@ -16,6 +16,7 @@ from .ops.body_crop import crop_persons
 from .ops.boxes import box_area, clip_boxes, expand_boxes_by_pixels, round_boxes_outward, scale_boxes
 from .ops.face_boxes import expand_face_boxes
 from .ops.face_crop import crop_faces, sort_by_area
+from .ops.joint_map import body_keypoint_conditions
 from .ops.masks import region_alpha
 from .ops.paste import paste_crop
 from .ops.region_filters import composite_uint8, region_alpha_np
@@ -302,6 +303,10 @@ class BodyCropStage:
             conditions = {}
             if cse:
                 conditions = {"embedding": crops.embedding.to(device), "E_mask": crops.embedding_mask.to(device)}
+            if getattr(g, "needs_body_keypoints", False):  # TriA-GAN: keypoints, joint map, Mask R-CNN mask
+                kp = None if instances.keypoints is None else instances.keypoints[idx]
+                extra = body_keypoint_conditions(kp, crops.boxes_xyxy, crops.maskrcnn_mask, target)
+                conditions.update({k: v.to(device) for k, v in extra.items()})
             latent = latents(g, [seeds[i] for i in group], options, device)
             generated = _generate(g, img, mask, latent, conditions, options, device)
             for j in range(len(group)):

@@ -1,4 +1,4 @@
-"""Drawing detections for ``--vd`` (boxes, scores, landmarks)."""
+"""Drawing detections for ``--vd`` (boxes, scores, landmarks, body keypoints)."""
 from __future__ import annotations
 
 import cv2
@@ -29,6 +29,10 @@ def draw_detections(image: torch.Tensor, dets: Detections) -> torch.Tensor:
             canvas[mask] = (0.5 * canvas[mask] + 0.5 * np.array(color)).astype(np.uint8)
         for box, score in zip(bodies.dilated_boxes.tolist(), bodies.scores.tolist()):
             _box(canvas, box, score, color, thickness, font_scale)
+        if bodies.keypoints is not None:  # FB_triagan's ViTPose keypoints (visible ones)
+            for x, y, visible in bodies.keypoints.reshape(-1, 3).tolist():
+                if visible > 0:
+                    cv2.circle(canvas, (round(x), round(y)), thickness + 1, _FACE_COLOR, -1)
     if dets.faces is not None:
         f = dets.faces
         for i, (box, score) in enumerate(zip(f.boxes_xyxy.tolist(), f.scores.tolist())):

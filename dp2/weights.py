@@ -37,6 +37,7 @@ __all__ = [
     "FDF256_WEIGHTS",
     "FDH_CSE_WEIGHTS",
     "FDH_NOCSE_WEIGHTS",
+    "TRIAGAN_WEIGHTS",
     "WEIGHTS_ENV_VAR",
     "WeightSpec",
     "WeightsError",
@@ -134,6 +135,11 @@ FDH_CSE_WEIGHTS = _loke_spec(
 FDH_NOCSE_WEIGHTS = WeightSpec(
     filename="fdh_styleganL_nocse.ckpt", md5="fda0d809741bc67487abada793975c37",
     urls=("https://folk.ntnu.no/haakohu/checkpoints/deep_privacy2/fdh_styleganL_nocse.ckpt",))
+
+#: TriA-GAN body generator, 288x160 (``configs/fdh/triagan/L_im288.py``; anonymizer ``FB_triagan.py``).
+TRIAGAN_WEIGHTS = _loke_spec(
+    "e62a306a-5295-47dd-8a0e-4f7c05b9ecd44c9fbc76-5ce2-4dd0-9454-04776bef2745659fbec7-fa0a-485b-8501-c94a2439b601",
+    "b649410e831b45f7800a89c738b411ce")
 
 
 # -- hashing -------------------------------------------------------------------------------
@@ -332,6 +338,8 @@ def load_generator_state(G: nn.Module, ckpt: Mapping[str, Any]) -> nn.Module:
     * ``{"EMA_generator": state_dict[, "w_centers": T]}`` (DP2 StyleGAN): loaded
       leniently like DP2 — keys whose shape differs are dropped with a warning, missing
       and unexpected keys are warned about (except ``style_net.w_centers``).
+      A generator with a ``map_checkpoint_state`` method (TriA-GAN) first renames legacy keys
+      with it, as DP2's config ``ckpt_mapper`` does.
       Multi-modal-truncation centres ``[n, w_dim]`` in ``state_dict["style_net.w_centers"]``
       or ``ckpt["w_centers"]`` are registered as buffer ``G.style_net.w_centers``.
     * ``{"running_average_generator": {"parameters": state_dict, ...}}`` (DeepPrivacy1):
@@ -371,6 +379,9 @@ def load_generator_state(G: nn.Module, ckpt: Mapping[str, Any]) -> nn.Module:
         return G
 
     state = dict(state)
+    mapper = getattr(G, "map_checkpoint_state", None)
+    if mapper is not None:  # the generator config's ckpt_mapper (TriA-GAN: legacy to_rgb keys)
+        state = mapper(state)
     w_centers = state.pop(_W_CENTERS_KEY, None)
     if w_centers is None:
         w_centers = ckpt.get("w_centers")

@@ -180,6 +180,8 @@ class MaskRCNNPersonDetector(LazyModelDetector):
         min_size: shortest side after the model's internal resize (800 as trained; lower is
             faster and misses small people).
         max_size: longest side limit of that resize (1333 as trained).
+        detections_per_image: most detections the model keeps per image, all classes together
+            (100, as detectron2 and DP2).
 
     The model is built and loaded on the first call. Call it with a uint8 RGB ``[3, H, W]``
     tensor; it returns CPU :class:`PersonDetections` (boxes computed from the masks).
@@ -190,13 +192,16 @@ class MaskRCNNPersonDetector(LazyModelDetector):
     def __init__(self, *, score_threshold: float = 0.3, mask_threshold: float = 0.5,
                  weights_dir: str | os.PathLike | None = None, weights_path: str | os.PathLike | None = None,
                  download: bool = True, device: str | torch.device | None = None,
-                 min_size: int = 800, max_size: int = 1333) -> None:
+                 min_size: int = 800, max_size: int = 1333, detections_per_image: int = 100) -> None:
         self.mask_threshold = mask_threshold
         super().__init__(score_threshold=score_threshold, weights_dir=weights_dir, weights_path=weights_path,
                          download=download, device=device)
         if int(min_size) < 1 or int(max_size) < int(min_size):
             raise ValueError(f"need 1 <= min_size <= max_size, got min_size={min_size}, max_size={max_size}")
         self.min_size, self.max_size = int(min_size), int(max_size)
+        if int(detections_per_image) < 1:
+            raise ValueError(f"detections_per_image must be >= 1, got {detections_per_image}")
+        self.detections_per_image = int(detections_per_image)
 
     @property
     def score_threshold(self) -> float:
@@ -224,7 +229,7 @@ class MaskRCNNPersonDetector(LazyModelDetector):
         path = self.weights_file()
         state = load_checkpoint(path)
         model = build_maskrcnn_v2(score_threshold=self.score_threshold, min_size=self.min_size,
-                                  max_size=self.max_size)
+                                  max_size=self.max_size, detections_per_image=self.detections_per_image)
         try:
             result = model.load_state_dict(state, strict=False)
         except RuntimeError as err:  # shape mismatches

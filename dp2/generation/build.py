@@ -1,8 +1,9 @@
 """Build the released generators by name, optionally with their official weights.
 
-``kind`` is one of ``fdf256``, ``fdf128``, ``fdh_cse``, ``fdh_nocse``, ``deep_privacy1``.
+``kind`` is one of ``fdf256``, ``fdf128``, ``fdh_cse``, ``fdh_nocse``, ``deep_privacy1``, ``triagan``.
 ``mini=True`` gives the reduced-width variants used by the conformance data
-(StyleGAN: ``cnum / 8``, ``z_channels = w_dim = 128``; DP1: channel map from width 32).
+(StyleGAN: ``cnum / 8``, ``z_channels = w_dim = 128``; DP1: channel map from width 32;
+TriA-GAN: ``dim 16``, ``w_dim 64``, ``z_channels 16``).
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import os
 from typing import Any
 
 from ..weights import (DP1_WEIGHTS, FDF128_WEIGHTS, FDF256_WEIGHTS, FDH_CSE_WEIGHTS,
-                       FDH_NOCSE_WEIGHTS, WeightsError, WeightSpec, load_checkpoint, load_generator_state,
-                       resolve_weights)
+                       FDH_NOCSE_WEIGHTS, TRIAGAN_WEIGHTS, WeightsError, WeightSpec, load_checkpoint,
+                       load_generator_state, resolve_weights)
 from .base import Generator
 from .deep_privacy1 import MSGGenerator
 from .stylegan_unet import StyleGANUnet
+from .triagan import TriaGAN, triagan_kwargs
 
 __all__ = ["GENERATOR_KINDS", "build_generator", "generator_kwargs", "load_pretrained_generator"]
 
@@ -31,7 +33,7 @@ _STYLEGAN_KWARGS: dict[str, dict[str, Any]] = {
 }
 _WEIGHTS: dict[str, WeightSpec] = {
     "fdf256": FDF256_WEIGHTS, "fdf128": FDF128_WEIGHTS, "fdh_cse": FDH_CSE_WEIGHTS,
-    "fdh_nocse": FDH_NOCSE_WEIGHTS, "deep_privacy1": DP1_WEIGHTS,
+    "fdh_nocse": FDH_NOCSE_WEIGHTS, "deep_privacy1": DP1_WEIGHTS, "triagan": TRIAGAN_WEIGHTS,
 }
 GENERATOR_KINDS = tuple(_WEIGHTS)
 logger = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ def generator_kwargs(kind: str, *, mini: bool = False) -> dict[str, Any]:
     _check_kind(kind)
     if kind == "deep_privacy1":
         return {"channels": dict(_DP1_MINI_CHANNELS)} if mini else {}
+    if kind == "triagan":
+        return triagan_kwargs(mini=mini)
     kwargs = dict(_STYLEGAN_KWARGS[kind])
     if mini:
         kwargs.update(cnum=kwargs["cnum"] // 8, z_channels=128, w_dim=128)
@@ -64,7 +68,12 @@ def build_generator(kind: str, *, mini: bool = False, **overrides: Any) -> Gener
     """
     kwargs = generator_kwargs(kind, mini=mini)
     kwargs.update(overrides)
-    G = MSGGenerator(**kwargs) if kind == "deep_privacy1" else StyleGANUnet(**kwargs)
+    if kind == "deep_privacy1":
+        G = MSGGenerator(**kwargs)
+    elif kind == "triagan":
+        G = TriaGAN(**kwargs)
+    else:
+        G = StyleGANUnet(**kwargs)
     return G.eval()
 
 

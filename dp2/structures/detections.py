@@ -171,6 +171,8 @@ class BodyDetections(_Instances):
         vertices: int64 [N, 1, h, w] closest CSE mesh vertex per crop pixel, or None (no CSE).
         embedding_mask: bool [N, 1, h, w] where the CSE embedding is valid, or None.
         embed_map: float32 [V, C] vertex embeddings shared by all instances, or None.
+        keypoints: float32 [N, 17, 3] COCO keypoints ``(x, y, visible)`` in image pixels
+            (visible 0/1), or None (TriA-GAN's detector, ``MaskRCNNVitPose``, fills it).
     """
 
     boxes_xyxy: torch.Tensor
@@ -183,6 +185,7 @@ class BodyDetections(_Instances):
     vertices: torch.Tensor | None = None
     embedding_mask: torch.Tensor | None = None
     embed_map: torch.Tensor | None = None
+    keypoints: torch.Tensor | None = None
 
     def _tensor_fields(self) -> list[str]:
         return [name for name in super()._tensor_fields() if name != "embed_map"]
@@ -200,6 +203,9 @@ class BodyDetections(_Instances):
                f"keep_mask must be bool [N, 1, h, w], got {self.keep_mask.dtype} {list(self.keep_mask.shape)}")
         has_cse = [v is not None for v in (self.vertices, self.embedding_mask, self.embed_map)]
         _check(all(has_cse) or not any(has_cse), "vertices, embedding_mask and embed_map go together")
+        if self.keypoints is not None:
+            _check(self.keypoints.ndim == 3 and self.keypoints.shape[0] == n and self.keypoints.shape[2] == 3,
+                   f"keypoints must have shape [{n}, K, 3], got {list(self.keypoints.shape)}")
 
     @property
     def has_cse(self) -> bool:
