@@ -25,7 +25,7 @@ __all__ = ["IMAGE_SUFFIXES", "ImageError", "ImageMeta", "load_image", "save_imag
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from .kinds import IMAGE_SUFFIXES  # noqa: E402 (no torch there: the CLI checks suffixes early)
 MAX_PIXELS = 20_000 * 12_000  # 240 MP: far beyond any camera, well below "20000x20000" bombs
 
 
