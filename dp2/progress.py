@@ -27,6 +27,13 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
 class _LineStream:
     """What tqdm writes, as whole lines: ``\\r`` redraws and cursor moves become one line each."""
 
@@ -57,8 +64,10 @@ def progress_bar(total: int | None = None, desc: str = "", unit: str = "frame", 
     stream = stream if stream is not None else sys.stderr
     disable = not enabled or os.environ.get("DP2_NO_PROGRESS") == "1"
     if _is_terminal(stream):
-        return tqdm(total=total, desc=desc, unit=unit, leave=leave, position=position, dynamic_ncols=True,
-                    file=stream, disable=disable, **extra)
+        # A terminal that reports no width (some pseudo-terminals) would get an empty bar.
+        sized = {"dynamic_ncols": True} if _columns(stream) > 0 else {"ncols": 80, "nrows": 24}
+        return tqdm(total=total, desc=desc, unit=unit, leave=leave, position=position, file=stream,
+                    disable=disable, **sized, **extra)
     return tqdm(total=total, desc=desc, unit=unit, leave=False, position=0, file=_LineStream(stream), ncols=80,
                 ascii=True, mininterval=LINE_INTERVAL_S, maxinterval=LINE_INTERVAL_S * 4, disable=disable, **extra)
 
