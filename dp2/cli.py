@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import click
 
-from .config import ConfigError, apply_overrides, config_to_yaml
 from .cli_output import count, counts, setup_logging
 from .config_names import ConfigNameError, resolve_config
 from .dataset import (DatasetJob, FolderError, FolderPlan, anonymize_file as _anonymize_file,  # noqa: F401
@@ -275,7 +274,7 @@ def _check_capabilities(anonymizer: Anonymizer, config_path: Path, *, truncation
 def _person_overrides(cfg, person_generator: str | None, cse_person_generator: str | None) -> None:
     """``--person-generator`` / ``--cse-person-generator``: swap a body stage's generator for the
     ``generator`` node of another config file (e.g. configs/fdh/styleganL_nocse.py)."""
-    from .config import load_config
+    from .config import ConfigError, load_config
 
     for flag, value, key in (("--person-generator", person_generator, "person"),
                              ("--cse-person-generator", cse_person_generator, "cse_person")):
@@ -490,6 +489,7 @@ def load_run_config(config_path: Path, opts: tuple[str, ...] = (), dst: float | 
                     person_generator: str | None = None, cse_person_generator: str | None = None):
     """The run's config: the file, ``--opt`` overrides, ``--dst`` and the person generator options."""
     from .api import load_anonymizer_config
+    from .config import ConfigError, apply_overrides
 
     try:
         cfg = load_anonymizer_config(config_path)
@@ -520,6 +520,7 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
     """
     from .anonymizer import SynthesisOptions
     from .api import build_anonymizer
+    from .config import ConfigError, config_to_yaml
     from .generation.latents import LatentSampler
     from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
     from .runner import FrameProcessor
@@ -801,6 +802,8 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     # Config: load, override, print or build.
     cfg = load_run_config(config_path, opts, dst, person_generator, cse_person_generator)
     if print_config:
+        from .config import config_to_yaml
+
         click.echo(config_to_yaml(cfg))
         return
     if ray_address is not None:  # workers check --device and --weights-dir: the driver may lack a GPU
@@ -908,6 +911,8 @@ def _settings_digest(cfg, **options) -> str:
     detections = options.get("detections")
     if detections is not None:
         options["detections"] = file_sha256(Path(detections))
+    from .config import config_to_yaml
+
     text = config_to_yaml(cfg) + json.dumps(options, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -17,11 +17,9 @@ file under the final name.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import os
 import threading
-import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +231,8 @@ def _search_dirs(weights_dir: str | os.PathLike | None) -> list[Path]:
 
 def _download(url: str, dest_dir: Path, spec: WeightSpec, progress: bool, timeout: float) -> Path:
     """Stream ``url`` into a temporary file in ``dest_dir``, verify it, rename it into place."""
+    import urllib.request
+
     from .progress import progress_bar
 
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -300,6 +300,8 @@ def download_weights(spec: WeightSpec, dest_dir: str | os.PathLike | None = None
     Raises:
         WeightsError: every URL failed (the message lists them with their errors).
     """
+    import http.client
+
     dest = Path(dest_dir).expanduser() if dest_dir is not None else hub_checkpoint_dir()
     tried: list[str] = []
     for url in spec.urls:
@@ -359,6 +361,8 @@ def resolve_weights(spec: WeightSpec, weights_dir: str | os.PathLike | None = No
 
     tried: list[str] = []
     if download:
+        import http.client
+
         cache = hub_checkpoint_dir()
         for url in spec.urls:
             logger.info("downloading %s from %s", spec.filename, url)
