@@ -172,6 +172,9 @@ def weights_command(configs: tuple[str, ...], download: bool, directory: Path | 
       dp2-anonymize weights face FB_cse --download
       dp2-anonymize weights --download --dir /data/dp2_weights   (then: --weights-dir /data/dp2_weights)
     """
+    from .cli_output import setup_logging
+
+    setup_logging()
     if directory is not None and download:
         directory.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
