@@ -79,7 +79,7 @@ ROWS = [
     Row("opt_mask_scale_0", ("-i", "{image}", "-o", "{out}/o.png", "--opt", "anonymizer.face.mask_scale=0"), 2,
         "cannot build anonymizer.face (dp2.stages.RegionFilterStage): mask_scale"),
     Row("opt_face_none", ("-i", "{image}", "-o", "{out}/o.png", "--opt", "anonymizer.face=None"), 2,
-        "cannot build anonymizer (dp2.anonymizer.Anonymizer): Anonymizer needs at least one stage"),
+        "override anonymizer.face: this node builds dp2.stages.RegionFilterStage"),  # refused before building
     Row("opt_nan", ("-i", "{image}", "-o", "{out}/o.png", "--opt", "detector.score_threshold=nan"), 2,
         "cannot build anonymizer.detector"),
     # Config files that fail.

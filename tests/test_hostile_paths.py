@@ -474,7 +474,7 @@ def test_export_to_unwritable_folder_fails_before_the_work(tree, monkeypatch):
 
 
 def test_export_on_a_full_disk_is_one_clear_line(tree, monkeypatch):
-    def full(path, payload):
+    def full(path, payload, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("dp2.io.detection_files.write_json_atomic", full)
