@@ -3,7 +3,7 @@
 Example:
     >>> import numpy as np
     >>> from dp2.api import build_anonymizer, anonymize_array  # doctest: +SKIP
-    >>> anonymizer = build_anonymizer("configs/anonymizers/traditional/face/gaussian.py")  # doctest: +SKIP
+    >>> anonymizer = build_anonymizer("traditional/face/gaussian")  # doctest: +SKIP
     >>> out = anonymize_array(anonymizer, np.zeros((64, 64, 3), np.uint8))  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -17,13 +17,27 @@ from omegaconf import DictConfig
 
 from .anonymizer import Anonymizer, SynthesisOptions
 from .config import ConfigError, apply_overrides, instantiate, load_config
+from .config_names import ConfigNameError, resolve_config
 from .generation.latents import LatentSampler
 
 __all__ = ["load_anonymizer_config", "build_anonymizer", "anonymize_array", "anonymize_arrays"]
 
 
 def load_anonymizer_config(config_path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """Load a config file, apply ``key=value`` overrides, and check it defines ``anonymizer``."""
+    """Load a config, apply ``key=value`` overrides, and check it defines ``anonymizer``.
+
+    Args:
+        config_path: a config file, or a bundled config by name (``"face"``,
+            ``"traditional/face/gaussian"``, DeepPrivacy2's ``"configs/anonymizers/face.py"``;
+            see :func:`dp2.config_names.resolve_config`).
+
+    Raises:
+        ConfigError: unknown name, or a broken config.
+    """
+    try:
+        config_path = resolve_config(config_path)
+    except ConfigNameError as e:
+        raise ConfigError(str(e)) from e
     cfg = load_config(config_path)
     if "anonymizer" not in cfg:
         raise ConfigError(f"{config_path}: defines no 'anonymizer' (expected anonymizer = LazyCall(Anonymizer)(...))")

@@ -1,8 +1,14 @@
-"""``anonymize.py CONFIG -i INPUT -o OUTPUT``: DeepPrivacy2's command line, made dependable.
+"""``dp2-anonymize CONFIG -i INPUT -o OUTPUT``: DeepPrivacy2's command line, made dependable.
 
-The CLI parses options, wires components, shows progress and sets the exit code:
-0 = everything anonymized, 1 = some inputs failed (listed at the end) or the run could not start
-(output folder in use, missing weights, no camera), 2 = usage error, 130 = Ctrl-C, 143 = SIGTERM.
+The same command is ``python -m dp2``, ``python -m dp2.cli`` and, in a checkout,
+``python anonymize.py``. The CLI parses options, wires components, shows progress and sets the
+exit code: 0 = everything anonymized, 1 = some inputs failed (listed at the end) or the run could
+not start (output folder in use, missing weights, no camera), 2 = usage error, 130 = Ctrl-C,
+143 = SIGTERM.
+
+Importing this module is light (no torch, OpenCV, onnxruntime or PyAV): ``--help``,
+``--list-configs`` and usage errors answer at once; the models' modules are imported when a run
+starts (tests/test_cli_startup.py checks it).
 """
 from __future__ import annotations
 
@@ -12,34 +18,33 @@ import importlib
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import click
 
-from .anonymizer import Anonymizer, SynthesisOptions
-from .api import build_anonymizer, load_anonymizer_config
-from .config import ConfigError, apply_overrides, config_to_yaml
+from .cli_output import count, counts, setup_logging
+from .config_names import ConfigNameError, resolve_config
 from .dataset import (DatasetJob, FolderError, FolderPlan, anonymize_file as _anonymize_file, anonymize_one,
                       check_file_run, check_folders, failed_record, open_manifest, plan_folder,
                       progress_bar as _progress, remove_partials)
-from .generation.latents import LatentSampler
-from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
 from .io.atomic import remove_stale_partials
-from .io.images import IMAGE_SUFFIXES, UNSUPPORTED_SUFFIXES
+from .io.kinds import IMAGE_SUFFIXES, UNSUPPORTED_SUFFIXES, VIDEO_SUFFIXES, InputKind, classify_path
 from .io.lock import OutputBusyError, output_lock
 from .io.manifest import MANIFEST_NAME, file_sha256
 from .io.paths import PathConflict, check_writable_file
-from .io.sources import VIDEO_SUFFIXES, InputKind, classify_path
-from .io.webcam import WebcamError
-from .runner import FrameProcessor, LoopStats, TemporalStage, run_frames
-from .detection.base import DEVICE_ENV_VAR, resolve_device
-from .weights import VERIFY_ENV_VAR, WEIGHTS_ENV_VAR, WeightsError
+from .weights import VERIFY_ENV_VAR, VERIFY_SOURCE_ENV_VAR, WEIGHTS_ENV_VAR, WeightsError
+
+if TYPE_CHECKING:  # the heavy modules are imported inside the functions that run models
+    from .anonymizer import Anonymizer
+    from .io.detection_files import DetectionExport
+    from .runner import FrameProcessor, LoopStats, TemporalStage
 
 logger = logging.getLogger("dp2")
 
@@ -75,6 +80,8 @@ class RunContext:
     codec: str | None
     crf: int | None
     lossless: bool = False
+    #: Folder runs: files finished per kind ("image", "video") and "video_frames", for the summary.
+    files_done: dict[str, int] = field(default_factory=dict)
     temporal_fill: int = DEFAULT_TEMPORAL_FILL  # resolved for the input kind (see _temporal_fill)
     track: bool = False
     full_detection_every: int = 1
@@ -82,12 +89,20 @@ class RunContext:
     resume: bool = True
     max_retries: int = 0
     settings_sha256: str = ""
-    stats: LoopStats = field(default_factory=LoopStats)
+    stats: LoopStats = field(default_factory=lambda: _new_stats())
 
     def temporal(self) -> TemporalStage:
         """Fresh tracking state for one stream (a video or the webcam)."""
+        from .runner import TemporalStage
+
         return TemporalStage(next_seed=self.process.next_seed, max_gap=self.temporal_fill, track_seeds=self.track,
                              full_detection_every=self.full_detection_every)
+
+
+def _new_stats() -> LoopStats:
+    from .runner import LoopStats
+
+    return LoopStats()
 
 
 def _temporal_fill(given: int | None, kind: InputKind | None) -> int:
@@ -147,14 +162,23 @@ def anonymize_folder(src: Path, dst: Path, ctx: RunContext, plan: FolderPlan | N
                     if record["status"] == "failed":
                         failures.append((src / rel, record["error"]))
                         _echo_failure(src / rel, record["error"])
+                    else:
+                        _count_done(ctx, rel, record)
                 bar.update(1)
         finally:
             bar.close()
         remove_partials(dst, relatives)
     if already_done:
-        click.echo(f"{already_done} file(s) already done in an earlier run (see {manifest.path.name}); skipped",
+        click.echo(f"{count(already_done, 'file')} already done in an earlier run (see {manifest.path.name}); skipped",
                    err=True)
     return failures
+
+
+def _count_done(ctx: RunContext, rel: str, record: Mapping[str, Any]) -> None:
+    kind = "video" if Path(rel).suffix.lower() in VIDEO_SUFFIXES else "image"
+    ctx.files_done[kind] = ctx.files_done.get(kind, 0) + 1
+    if kind == "video":
+        ctx.files_done["video_frames"] = ctx.files_done.get("video_frames", 0) + int(record.get("frames", 0))
 
 
 class Terminated(KeyboardInterrupt):
@@ -205,6 +229,7 @@ def _path_error(e: OSError) -> click.UsageError:
 
 def run_webcam(index: int, ctx: RunContext, capture_factory: Callable | None = None) -> None:
     from .io.webcam import WebcamSource, WindowSink
+    from .runner import run_frames
 
     source = WebcamSource(index, max_res=ctx.max_res, capture_factory=capture_factory)
     sink = WindowSink(title="dp2 (q quits)")
@@ -277,7 +302,7 @@ def _check_capabilities(anonymizer: Anonymizer, config_path: Path, *, truncation
 def _person_overrides(cfg, person_generator: str | None, cse_person_generator: str | None) -> None:
     """``--person-generator`` / ``--cse-person-generator``: swap a body stage's generator for the
     ``generator`` node of another config file (e.g. configs/fdh/styleganL_nocse.py)."""
-    from .config import load_config
+    from .config import ConfigError, load_config
 
     for flag, value, key in (("--person-generator", person_generator, "person"),
                              ("--cse-person-generator", cse_person_generator, "cse_person")):
@@ -287,8 +312,8 @@ def _person_overrides(cfg, person_generator: str | None, cse_person_generator: s
         if stage is None or "generator" not in stage:
             raise click.UsageError(f"{flag}: this config has no {key.replace('_', ' ')} stage to replace the generator of")
         try:
-            other = load_config(value)
-        except ConfigError as e:
+            other = load_config(resolve_config(value))
+        except (ConfigError, ConfigNameError) as e:
             raise click.BadParameter(str(e), param_hint=flag) from e
         if "generator" not in other:
             raise click.BadParameter(f"{value} defines no 'generator'", param_hint=flag)
@@ -310,9 +335,11 @@ def _environment(values: dict[str, str]):
                 os.environ[k] = v
 
 
-def _setup_logging(quiet: bool, debug: bool) -> None:
-    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+def _setup_logging(quiet: bool, debug: bool, verbose: bool = False) -> None:
+    setup_logging(quiet=quiet, verbose=verbose, debug=debug)
+
+
+_DEVICE_SYNTAX = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
 def _run_environment(weights_dir: Path | None, no_verify_weights: bool, device: str | None) -> dict[str, str]:
@@ -324,7 +351,12 @@ def _run_environment(weights_dir: Path | None, no_verify_weights: bool, device: 
         env[WEIGHTS_ENV_VAR] = str(weights_dir)
     if no_verify_weights:
         env[VERIFY_ENV_VAR] = "0"
+        env[VERIFY_SOURCE_ENV_VAR] = "--no-verify-weights"  # so the warning names the flag used
     if device is not None:
+        if not _DEVICE_SYNTAX.match(device):
+            raise click.BadParameter(f"{device!r}: expected cpu, cuda, cuda:N or mps", param_hint="--device")
+        from .detection.base import DEVICE_ENV_VAR, resolve_device
+
         try:
             resolve_device(device)
         except (RuntimeError, ValueError) as e:
@@ -367,7 +399,7 @@ def worker_context(params: Mapping[str, Any]) -> RunContext:
         click.UsageError, WeightsError: as main() would report them.
     """
     params = {**_option_defaults(), **params, **_DRIVER_ONLY}
-    _setup_logging(params["quiet"], params["debug"])
+    _setup_logging(params["quiet"], params["debug"], params.get("verbose", False))
     os.environ.update(_run_environment(params["weights_dir"], params["no_verify_weights"], params["device"]))
     cfg = load_run_config(params["config_path"], params["opts"], params["dst"], params["person_generator"],
                           params["cse_person_generator"])
@@ -431,7 +463,7 @@ def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path 
         importlib.import_module("ray.data")
         from .distributed.ray_backend import WorkerSetupError, run_dataset
     except ImportError as e:
-        raise click.UsageError(f"--ray needs Ray on this machine and every node: pip install 'dp2[ray]' ({e})") from e
+        raise click.UsageError(f"--ray needs Ray on this machine and every node: pip install 'dp2-anonymizer[ray]' ({e})") from e
     try:
         check_folders(params["input_path"], output)
     except FolderError as e:
@@ -465,15 +497,15 @@ def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path 
     for path, reason in summary.not_read:
         click.echo(f"skipped ({reason}): {path}", err=True)
     if summary.skipped:
-        click.echo(f"{summary.skipped} file(s) already done in an earlier run (see {MANIFEST_NAME}); skipped", err=True)
+        click.echo(f"{count(summary.skipped, 'file')} already done in an earlier run (see {MANIFEST_NAME}); skipped",
+                   err=True)
     if summary.frames:
-        counts = ", ".join(f"{n} {k}" for k, n in summary.detections.items())
-        verb = "drew detections on" if params.get("visualize_detection") else "anonymized"
-        tail = " (--vd: faces are NOT anonymized)" if params.get("visualize_detection") else ""
-        click.echo(f"{verb} {summary.frames} frame(s) in {summary.anonymized} file(s): {counts} -> {output}{tail}",
+        vd = params.get("visualize_detection")
+        click.echo(f"{'drew detections on' if vd else 'anonymized'} {count(summary.anonymized, 'file')} "
+                   f"({count(summary.frames, 'frame')}): {counts(summary.detections)} -> {output}{_VD_TAIL if vd else ''}",
                    err=True)
     if summary.failures:
-        click.echo(f"{len(summary.failures)} file(s) failed:", err=True)
+        click.echo(f"{count(len(summary.failures), 'file')} failed:", err=True)
         for rel, reason in summary.failures:
             click.echo(f"  {_with_path(input_dir / rel, reason)}", err=True)
         return EXIT_FAILED
@@ -485,6 +517,9 @@ def _run_on_ray(params: Mapping[str, Any], kind: InputKind | None, output: Path 
 def load_run_config(config_path: Path, opts: tuple[str, ...] = (), dst: float | None = None,
                     person_generator: str | None = None, cse_person_generator: str | None = None):
     """The run's config: the file, ``--opt`` overrides, ``--dst`` and the person generator options."""
+    from .api import load_anonymizer_config
+    from .config import ConfigError, apply_overrides
+
     try:
         cfg = load_anonymizer_config(config_path)
         if dst is not None:
@@ -512,6 +547,13 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
     Raises:
         click.UsageError: options this config cannot honour. WeightsError: missing weights.
     """
+    from .anonymizer import SynthesisOptions
+    from .api import build_anonymizer
+    from .config import ConfigError, config_to_yaml
+    from .generation.latents import LatentSampler
+    from .io.detection_files import DetectionCache, DetectionExport, GivenDetections
+    from .runner import FrameProcessor
+
     p = SimpleNamespace(**params)
     gap = _temporal_fill(p.temporal_fill, kind)
     try:  # the whole file is checked before any model is built
@@ -574,8 +616,47 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
     return run, export
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+class ConfigParam(click.ParamType):
+    """CONFIG: a bundled config's name or DeepPrivacy2 path, or a config file (see :mod:`dp2.config_names`)."""
+
+    name = "config"
+
+    def convert(self, value, param, ctx) -> Path:
+        if isinstance(value, Path) and value.is_file():
+            return value
+        try:
+            return resolve_config(value)
+        except ConfigNameError as e:
+            self.fail(str(e), param, ctx)
+
+
+class _Command(click.Command):
+    """The anonymize command, plus ``weights`` as its first word (``dp2-anonymize weights CONFIG``):
+    a word, not a click group, so that ``dp2-anonymize CONFIG -i ...`` stays DeepPrivacy2's."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        if argv and argv[0] == "weights":
+            from .cli_weights import weights_command
+
+            detect = getattr(click.utils, "_detect_program_name", lambda: "dp2-anonymize")
+            return weights_command.main(argv[1:], prog_name=f"{prog_name or detect()} weights", **extra)
+        return super().main(args=args, prog_name=prog_name, **extra)
+
+
+def _list_configs(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from .cli_weights import format_config_list
+
+    click.echo(format_config_list())
+    ctx.exit(0)
+
+
+@click.command(cls=_Command, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("config_path", metavar="CONFIG", type=ConfigParam())
+@click.option("--list-configs", is_flag=True, is_eager=True, expose_value=False, callback=_list_configs,
+              help="List the bundled configs (what each does, which weights it needs) and exit.")
 @click.option("-i", "--input_path", type=click.Path(path_type=Path), default=None,
               help="Image, video or folder (recursive). Ignored with --webcam.")
 @click.option("-o", "--output_path", type=click.Path(path_type=Path), default=None,
@@ -586,9 +667,12 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
               help="Shrink frames so the longer side is at most this (PIL bilinear) before anything else. "
                    "The output keeps the reduced size, as in DeepPrivacy2.")
 @click.option("--start-time", "--st", "start_time", type=click.FloatRange(min=0), default=None,
-              help="Video: first second to process; the output holds only the chosen range.")
+              help="Video: start of the range to write, in seconds from the video's first frame (t = 0 there, "
+                   "even when the file's audio or its container clock starts earlier, as players may show). "
+                   "The output holds only frames with --st <= t < --et.")
 @click.option("--end-time", "--et", "end_time", type=click.FloatRange(min=0), default=None,
-              help="Video: second to stop at (exclusive).")
+              help="Video: end of the range (exclusive), seconds from the first frame; past the end of the "
+                   "video the output simply ends with it.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Video: output frame rate (frames picked at n/fps). Default: the source's timing.")
 @click.option("--detection-score-threshold", "--dst", "dst", type=click.FloatRange(0, 1, max_open=True), default=None,
@@ -629,7 +713,7 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
               help="Folders: retry a file up to N times when its failure may pass (I/O, out of memory, "
                    "with --ray a worker process that died); bad input is not retried.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Folders: distribute the files over a Ray cluster (pip install 'dp2[ray]'): 'auto' joins the "
+              help="Folders: distribute the files over a Ray cluster (pip install 'dp2-anonymizer[ray]'): 'auto' joins the "
                    "running cluster, host:6379 or ray://host:10001 a given one; without ADDRESS a local "
                    "cluster is started.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=None, metavar="N",
@@ -665,8 +749,9 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
 @click.option("--codec", default=None, help="Video codec (e.g. libx264, libx265, libvpx-vp9). Default: by extension.")
 @click.option("--crf", type=click.IntRange(0, 63), default=None, help="Video quality (x264/x265 CRF; lower = better).")
 @click.option("--lossless", is_flag=True, help="Lossless video (x264 qp 0 / FFV1 / VP9 lossless): for datasets.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-@click.option("--debug", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Errors only: no warnings, no progress bars.")
+@click.option("--verbose", is_flag=True, help="Also informational messages (models, weights, per-file details).")
+@click.option("--debug", is_flag=True, help="Debug logging, with tracebacks of failed files.")
 @click.pass_context
 @_exit_on_interrupt
 def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_path: Path | None, visualize: bool,
@@ -678,19 +763,29 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
          opts: tuple[str, ...],
          print_config: bool, keep_metadata: bool, export_detections: Path | None, detections_file: Path | None,
          weights_dir: Path | None, no_verify_weights: bool, device: str | None, codec: str | None, crf: int | None,
-         lossless: bool, quiet: bool, debug: bool, max_retries: int, ray_address: str | None,
+         lossless: bool, quiet: bool, verbose: bool, debug: bool, max_retries: int, ray_address: str | None,
          ray_workers: int | None, ray_gpus_per_worker: float | None, ray_cpus_per_worker: float,
          ray_batch_size: int) -> None:
     """Anonymize every person in an image, a folder, a video or a webcam stream.
 
+    CONFIG is a bundled config by name (face, traditional/face/gaussian: see --list-configs),
+    DeepPrivacy2's path (configs/anonymizers/face.py, from any folder) or a config file of yours.
+
     \b
     Examples:
-      anonymize.py configs/anonymizers/traditional/face/gaussian.py -i media/astronaut.png -o out.png
-      anonymize.py configs/anonymizers/traditional/face/pixelation16.py -i photos/ -o photos_anon/
-      anonymize.py configs/anonymizers/traditional/face/maskout_black.py -i clip.mp4 --st 5 --et 10
-      anonymize.py configs/anonymizers/traditional/face/gaussian.py --webcam
+      dp2-anonymize traditional/face/gaussian -i photo.jpg      (offline blur)
+      dp2-anonymize traditional/face/pixelation16 -i photos/ -o photos_anon/
+      dp2-anonymize traditional/face/maskout_black -i clip.mp4 --st 5 --et 10
+      dp2-anonymize traditional/face/gaussian --webcam
+      dp2-anonymize face -i photo.jpg                           (realistic faces)
+      dp2-anonymize weights face --download                     (fetch a config's weights)
+
+    \b
+    Also: python -m dp2 ..., and python anonymize.py ... in a checkout.
     """
-    _setup_logging(quiet, debug)
+    if quiet:  # errors only: progress bars too
+        ctx.with_resource(_environment({"DP2_NO_PROGRESS": "1"}))
+    _setup_logging(quiet, debug, verbose)
     ctx.with_resource(_sigterm_as_interrupt())
     amp_given = ctx.get_parameter_source("amp") is click.core.ParameterSource.COMMANDLINE
 
@@ -715,6 +810,8 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         if kind is None:
             raise click.BadParameter(f"{input_path}: not an image ({', '.join(IMAGE_SUFFIXES)}), "
                                      f"video ({', '.join(VIDEO_SUFFIXES)}) or folder", param_hint="-i/--input_path")
+    if device is not None and not _DEVICE_SYNTAX.match(device):
+        raise click.BadParameter(f"{device!r}: expected cpu, cuda, cuda:N or mps", param_hint="--device")
     if kind is InputKind.IMAGE and any(v is not None for v in (start_time, end_time, fps)):
         raise click.UsageError("--start-time/--end-time/--fps apply to videos, not to an image")
     _check_video_options(start_time, end_time, fps, codec)
@@ -763,6 +860,8 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     # Config: load, override, print or build.
     cfg = load_run_config(config_path, opts, dst, person_generator, cse_person_generator)
     if print_config:
+        from .config import config_to_yaml
+
         click.echo(config_to_yaml(cfg))
         return
     if ray_address is not None:  # workers check --device and --weights-dir: the driver may lack a GPU
@@ -773,9 +872,10 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     try:
         run, export = build_run_context(cfg, ctx.params, kind, amp_given=amp_given)
     except WeightsError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(_weights_error(e, cfg, config_path, weights_dir, ctx), err=True)
         sys.exit(EXIT_FAILED)
     run.visualize = show_window and kind is not InputKind.WEBCAM
+    from .io.webcam import WebcamError
 
     failures: list[tuple[Path, str]] = []
     export_error = None
@@ -795,7 +895,10 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
                 logger.debug("failure on %s", input_path, exc_info=True)
                 failures.append((input_path, _with_path(input_path, str(e) or type(e).__name__)))
         completed = True
-    except (WeightsError, WebcamError, OutputBusyError, OSError) as e:  # OSError: the output folder or its lock file
+    except WeightsError as e:
+        click.echo(_weights_error(e, cfg, config_path, weights_dir, ctx), err=True)
+        sys.exit(EXIT_FAILED)
+    except (WebcamError, OutputBusyError, OSError) as e:  # OSError: the output folder or its lock file
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
@@ -810,16 +913,10 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
     stats = run.stats
     file_failed = kind is not InputKind.FOLDER and bool(failures)
     if kind is not InputKind.WEBCAM and stats.frames and not file_failed:  # only once the output is written
-        summary = ", ".join(f"{n} {k}" for k, n in stats.detections.items())
-        if stats.filled:
-            summary += f" (incl. {stats.filled} filled in detection gaps)"
-        verb = "drew detections on" if visualize_detection else "anonymized"
-        tail = " (--vd: faces are NOT anonymized)" if visualize_detection else ""
-        click.echo(f"{verb} {stats.frames} frame(s): {summary}" + (f" -> {output}" if output is not None else "") + tail,
-                   err=True)
+        click.echo(_summary(kind, input_path, output, run, visualize_detection), err=True)
     if failures:
         if kind is InputKind.FOLDER:
-            click.echo(f"{len(failures)} file(s) failed:", err=True)
+            click.echo(f"{count(len(failures), 'file')} failed:", err=True)
             for path, reason in failures:
                 click.echo(f"  {_with_path(path, reason)}", err=True)
         else:
@@ -830,6 +927,41 @@ def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_
         sys.exit(EXIT_FAILED)
 
 
+_VD_TAIL = " (--vd: faces are NOT anonymized)"
+
+
+def _summary(kind: InputKind, input_path: Path, output: Path | None, run: RunContext,
+             visualize_detection: bool = False) -> str:
+    """One line per input: what was anonymized, counted in words (``1 face``, ``240 frames``);
+    with ``--vd``, what had detections drawn on it, saying that its faces are NOT anonymized."""
+    stats = run.stats
+    found = counts(stats.detections)
+    if stats.filled:
+        found += f" (incl. {stats.filled} filled in detection gaps)"
+    if kind is InputKind.FOLDER:
+        images, videos = run.files_done.get("image", 0), run.files_done.get("video", 0)
+        parts = [count(images, "image")] if images else []
+        if videos:
+            parts.append(f"{count(videos, 'video')} with {count(run.files_done.get('video_frames', 0), 'frame')}")
+        what = f"{count(images + videos, 'file')} ({', '.join(parts)})"
+    elif kind is InputKind.VIDEO or stats.frames > 1:  # a video, or an image's frames or pages
+        what = f"{input_path.name} ({count(stats.frames, 'frame')})"
+    else:
+        what = input_path.name
+    verb = "drew detections on" if visualize_detection else "anonymized"
+    return (f"{verb} {what}: {found}" + (f" -> {output}" if output is not None else "")
+            + (_VD_TAIL if visualize_detection else ""))
+
+
+def _weights_error(error: WeightsError, cfg, config_path: Path, weights_dir: Path | None, ctx: click.Context) -> str:
+    """The missing-weights message: the models, their missing files, and the command to run."""
+    from .cli_weights import missing_weights_message
+
+    logger.debug("weights error: %s", error)  # the long form (every folder and URL tried)
+    prog = ctx.find_root().info_name or "dp2-anonymize"
+    return missing_weights_message(error, cfg, config_path, weights_dir=weights_dir, prog=prog)
+
+
 def _settings_digest(cfg, **options) -> str:
     """Everything besides the input that decides an output: the resolved config and the options."""
     import hashlib
@@ -838,5 +970,11 @@ def _settings_digest(cfg, **options) -> str:
     detections = options.get("detections")
     if detections is not None:
         options["detections"] = file_sha256(Path(detections))
+    from .config import config_to_yaml
+
     text = config_to_yaml(cfg) + json.dumps(options, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+if __name__ == "__main__":  # python -m dp2.cli
+    main()

@@ -60,7 +60,22 @@ class LazyCall:
         self._target = _target_name(target)
 
     def __call__(self, **kwargs: Any) -> DictConfig:
+        if getattr(_stub_components, "on", False):  # a listing: plain data is enough, and 10x faster
+            return _AttrDict({TARGET_KEY: self._target, **kwargs})  # type: ignore[return-value]
         return OmegaConf.create({TARGET_KEY: self._target, **kwargs}, flags={"allow_objects": True})
+
+
+class _AttrDict(dict):
+    """A dict whose keys are also attributes, as config files use DictConfig nodes (stubbed loads)."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -117,28 +132,96 @@ def _module_from_file(path: Path) -> types.ModuleType:
     return module
 
 
+#: Config files may import the bundled configs by this absolute name, from any folder
+#: (``from dp2.configs.anonymizers.face import anonymizer``); see :mod:`dp2.config_names`.
+BUNDLED_PACKAGE = "dp2.configs"
+
+
+class _StubModule(types.ModuleType):
+    """A dp2 component module seen by a config file loaded without its components (see
+    :func:`load_config` ``stub_components``): every attribute is a :class:`_Stub` with the dotted
+    name LazyCall records, so the config loads without importing torch."""
+
+    def __getattr__(self, attr: str) -> "_Stub":
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Stub(self.__name__, attr)
+
+
+class _Stub:
+    def __init__(self, module: str, qualname: str) -> None:
+        self.__module__ = module
+        self.__qualname__ = qualname
+
+    def __getattr__(self, attr: str) -> "_Stub":
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Stub(self.__module__, f"{self.__qualname__}.{attr}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Stub":
+        return _Stub(self.__module__, f"{self.__qualname__}()")
+
+
+def _stubbed(name: str) -> bool:
+    """Whether ``import name`` in a config file gets a stub when components are not imported."""
+    return name.startswith("dp2.") and name != "dp2.config" and not name.startswith(BUNDLED_PACKAGE)
+
+
+def _stub_import(name: str, fromlist) -> types.ModuleType:
+    module = _StubModule(name)
+    if fromlist:
+        return module
+    top = _StubModule(name.split(".")[0])  # ``import dp2.x`` binds ``dp2``
+    node = top
+    for part in name.split(".")[1:]:
+        child = _StubModule(f"{node.__name__}.{part}")
+        setattr(node, part, child)
+        node = child
+    return top
+
+
+def _config_module(importer: Path, target: Path, fromlist, spelled: str) -> types.ModuleType:
+    """The config file or folder ``target`` as a module (``fromlist`` names files of a folder)."""
+    if target.with_suffix(".py").is_file():
+        return _module_from_file(target.with_suffix(".py"))
+    if target.is_dir():
+        # ``from . import face``: give each requested name as a submodule.
+        package = types.ModuleType(f"dp2_config.{target.name}")
+        for item in fromlist or ():
+            file = target / f"{item}.py"
+            if not file.is_file():
+                raise ConfigError(f"{importer}: cannot import {item!r}: {file} does not exist")
+            setattr(package, item, _module_from_file(file))
+        return package
+    raise ConfigError(f"{importer}: import {spelled} does not name a config file ({target}.py)")
+
+
+_stub_components = threading.local()
+
+
 @contextlib.contextmanager
 def _relative_imports():
-    """Let config files import sibling config files by relative path (re-executed on every import)."""
+    """Let config files import sibling config files by relative path (re-executed on every import),
+    and the bundled configs as ``dp2.configs.<path>``."""
     original = builtins.__import__
 
     def patched(name, globals=None, locals=None, fromlist=(), level=0):
         importer = (globals or {}).get(_CONFIG_FILE)
-        if level == 0 or importer is None:
+        if importer is None:
+            return original(name, globals, locals, fromlist, level)
+        if level == 0 and (name == BUNDLED_PACKAGE or name.startswith(BUNDLED_PACKAGE + ".")):
+            from .config_names import bundled_config_dir
+
+            parts = name.split(".")[2:]
+            if not fromlist and parts:
+                raise ConfigError(f"{importer}: write 'from {name} import ...' to use a bundled config")
+            return _config_module(Path(importer), bundled_config_dir().joinpath(*parts), fromlist, name)
+        if level == 0 and getattr(_stub_components, "on", False) and _stubbed(name):
+            return _stub_import(name, fromlist)
+        if level == 0:
             return original(name, globals, locals, fromlist, level)
         target = _resolve_relative(Path(importer), name, level)
-        if target.with_suffix(".py").is_file():
-            return _module_from_file(target.with_suffix(".py"))
-        if target.is_dir():
-            # ``from . import face``: give each requested name as a submodule.
-            package = types.ModuleType(f"dp2_config.{target.name}")
-            for item in fromlist or ():
-                file = target / f"{item}.py"
-                if not file.is_file():
-                    raise ConfigError(f"{importer}: cannot import {item!r}: {file} does not exist")
-                setattr(package, item, _module_from_file(file))
-            return package
-        raise ConfigError(f"{importer}: relative import {'.' * level}{name} does not name a config file ({target}.py)")
+        return _config_module(Path(importer), target, fromlist, f"{'.' * level}{name} (relative)")
 
     with _IMPORT_LOCK:
         builtins.__import__ = patched
@@ -148,11 +231,19 @@ def _relative_imports():
             builtins.__import__ = original
 
 
-def load_config(path: str | Path) -> DictConfig:
+def load_config(path: str | Path, *, stub_components: bool = False) -> DictConfig:
     """Execute a config file and collect its top-level config nodes.
 
     Top-level names not starting with ``_`` whose values are dicts, lists,
     ``DictConfig`` or ``ListConfig`` form the returned root config.
+
+    Args:
+        path: the config file. A bare name (``face``, ``traditional/face/gaussian``) is not
+            looked up here: see :func:`dp2.config_names.resolve_config`.
+            stub_components: do not import the dp2 modules the file imports (``dp2.anonymizer``,
+            ``dp2.stages`` ...): their names are recorded as usual, and the result is a plain
+            dict (``${...}`` interpolations left as strings) to read, not to instantiate. Fast:
+            no torch. For listing configs.
 
     Raises:
         ConfigError: missing or unreadable file, syntax error, an exception raised by the file's
@@ -160,12 +251,19 @@ def load_config(path: str | Path) -> DictConfig:
     """
     path = Path(path).resolve()
     with _relative_imports():
-        namespace = _exec_config(path)
+        previous = getattr(_stub_components, "on", False)
+        _stub_components.on = stub_components
+        try:
+            namespace = _exec_config(path)
+        finally:
+            _stub_components.on = previous
     content = {
         key: value
         for key, value in namespace.items()
         if not key.startswith("_") and isinstance(value, (dict, list, DictConfig, ListConfig))
     }
+    if stub_components:
+        return content  # type: ignore[return-value]
     return OmegaConf.create(content, flags={"allow_objects": True})
 
 
@@ -432,6 +530,7 @@ def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
             continue
         if not _has_key(cfg, key):
             candidates = flat_keys(cfg) + [f"{parent}.{p}" if parent else p for p in _target_parameters(cfg, parent)]
+            candidates = list(dict.fromkeys(candidates))  # a set field is also a parameter: list it once
             close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key {key!r}.{hint}")

@@ -17,29 +17,27 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
-
-from .generation.latents import LatentSampler
 from .io.atomic import release_finished, remove_if_stale
-from .io.images import IMAGE_SUFFIXES, ImageMeta, ImageReader, ImageWriter, resize_max_res
+from .io.kinds import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputKind, classify_path
 from .io.lock import LOCK_NAME
 from .io.manifest import (MANIFEST_NAME, ManifestError, NotARegularFile, RunManifest, file_seed, file_sha256,
                           is_finished)
 from .io.paths import (PathConflict, check_folder_output, file_identity, is_inside, not_regular_reason, same_path,
                        scan_folder)
-from .io.sources import VIDEO_SUFFIXES, InputKind, array_frames, classify_path
-from .runner import LoopStats, TemporalStage, run_frames
-from .structures import Frame
 from .weights import WeightsError
 
+# The models, frames and tensors are imported where files are anonymized: planning a folder and
+# checking paths (the CLI's usage errors) must not pay for torch.
 if TYPE_CHECKING:
+    import torch
+
     from .cli import RunContext
+    from .io.images import ImageMeta, ImageReader, ImageWriter
 
 __all__ = ["DatasetJob", "DatasetSummary", "DatasetWorker", "FolderError", "FolderPlan", "anonymize_file",
            "anonymize_image_file", "anonymize_one", "anonymize_video_file", "check_file_run", "check_folders",
@@ -50,11 +48,11 @@ logger = logging.getLogger(__name__)
 
 
 def progress_bar(total=None, desc="", unit="frame", leave=False, position=0):
-    """A tqdm bar on stderr; off when stderr is not a terminal or ``DP2_NO_PROGRESS=1``."""
-    from tqdm import tqdm
+    """A bar on stderr: live on a terminal, a line every few seconds otherwise, off with
+    ``DP2_NO_PROGRESS=1`` (see :mod:`dp2.progress`)."""
+    from .progress import progress_bar as bar
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=leave, position=position, dynamic_ncols=True,
-                disable=not sys.stderr.isatty() or os.environ.get("DP2_NO_PROGRESS") == "1")
+    return bar(total=total, desc=desc, unit=unit, leave=leave, position=position)
 
 
 def show(image: torch.Tensor, title: str = "dp2", wait: int = 1) -> int:
@@ -74,6 +72,9 @@ def anonymize_image_file(src: Path, dst: Path, ctx: RunContext, source_name: str
     is decoded. Animation frames go through the video frame loop (tracking and gap filling,
     the full detector on every frame); pages of a TIFF are independent images.
     """
+    from .io.images import ImageReader, ImageWriter, resize_max_res
+    from .structures import Frame
+
     with ImageReader(src) as reader:
         writer = ImageWriter(dst, reader, keep_metadata=ctx.keep_metadata)
         if reader.frames_to_write == 1:
@@ -98,6 +99,10 @@ def anonymize_image_file(src: Path, dst: Path, ctx: RunContext, source_name: str
 
 
 def _anonymize_frames(reader: ImageReader, writer: ImageWriter, ctx: RunContext, source_name: str) -> None:
+    from .io.images import resize_max_res
+    from .runner import TemporalStage, run_frames
+    from .structures import Frame
+
     metas: dict[int, ImageMeta] = {}
 
     def frames():
@@ -125,7 +130,10 @@ def _anonymize_frames(reader: ImageReader, writer: ImageWriter, ctx: RunContext,
 
 def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str, position: int = 0) -> None:
     from .io.overlap import BackgroundWriter, prefetch
+    from .io.sources import array_frames
     from .io.video import VideoReader, VideoWriter
+    from .runner import run_frames
+    from .structures import Frame
 
     with VideoReader(src, start_time=ctx.start_time, end_time=ctx.end_time, fps=ctx.fps) as reader:
         info = reader.info
@@ -164,6 +172,11 @@ def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str
                 bar.close()
             frames.close()  # joins the decoding thread
     ctx.stats.merge(stats)
+    if ctx.end_time is not None and info.duration_s is not None and ctx.end_time > info.duration_s + 0.5 / info.fps:
+        # --st/--et count from the first video frame; a player's clock may start earlier.
+        logger.warning("%s: --end-time %g is past the end of the video (%.2f s after its first frame%s); "
+                       "the output ends there", src, ctx.end_time, info.duration_s,
+                       f", which is {info.start_time_s:.2f} s into the file" if info.start_time_s > 0.01 else "")
     logger.info("%s: %d frames at %.1f frames/s, detections %s, %d filled in gaps, %d shot cuts",
                 src, stats.frames, stats.fps, stats.detections, stats.filled, stats.shot_cuts)
 
@@ -376,6 +389,9 @@ def anonymize_one(ctx: RunContext, input_dir: Path, output_dir: Path, relative: 
     Raises:
         KeyboardInterrupt, WeightsError: not about this file; the run should stop.
     """
+    from .generation.latents import LatentSampler
+    from .runner import LoopStats
+
     src, dst = input_dir / relative, output_dir / relative
     record: dict[str, Any] = {"input": relative, "status": "failed", "input_sha256": None,
                               "settings_sha256": ctx.settings_sha256, "output": relative, "detections": {}, "frames": 0}

@@ -17,19 +17,19 @@ file under the final name.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import os
 import threading
-import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .io.atomic import partial_sibling
+
+if TYPE_CHECKING:  # torch is imported where it is used: listing weights must not pay for it
+    import torch
+    from torch import nn
 
 __all__ = [
     "DP1_WEIGHTS",
@@ -38,10 +38,15 @@ __all__ = [
     "FDH_CSE_WEIGHTS",
     "FDH_NOCSE_WEIGHTS",
     "TRIAGAN_WEIGHTS",
+    "VITPOSE_WEIGHTS",
     "WEIGHTS_ENV_VAR",
+    "VERIFY_ENV_VAR",
     "WeightSpec",
     "WeightsError",
+    "download_weights",
+    "find_weights",
     "hub_checkpoint_dir",
+    "search_dirs",
     "load_checkpoint",
     "load_generator_state",
     "resolve_weights",
@@ -56,8 +61,23 @@ VERIFY_ENV_VAR = "DP2_VERIFY_WEIGHTS"
 _CHUNK = 1 << 20
 
 
+#: Set by the CLI to the flag that turned the hash check off, so warnings name what the user typed.
+VERIFY_SOURCE_ENV_VAR = "DP2_VERIFY_WEIGHTS_SOURCE"
+
+
 class WeightsError(RuntimeError):
-    """A checkpoint could not be found, downloaded, verified or loaded."""
+    """A checkpoint could not be found, downloaded, verified or loaded.
+
+    Attributes:
+        spec: the file that is missing or broken (None when the error is about loading a file).
+        reason: why, in a few words (``"not found"``, ``"download failed: HTTP Error 404"``,
+            ``"md5 ... != expected ..."``), for short messages such as the CLI's.
+    """
+
+    def __init__(self, message: str, *, spec: "WeightSpec | None" = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.spec = spec
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -142,6 +162,20 @@ TRIAGAN_WEIGHTS = _loke_spec(
     "b649410e831b45f7800a89c738b411ce")
 
 
+#: ViTPose keypoint detectors of ``MaskRCNNVitPose`` (``FB_triagan.py`` uses ViT-H).
+_VITPOSE_LOKE = "https://api.loke.aws.unit.no/dlr-gui-backend-resources-content/v2/contents/links/"
+# DP2 downloads these with tops.download_file(..., check_hash=False) and publishes no checksum;
+# the hex in the file name is not verified by DP2 either, so the files are recognised by name.
+VITPOSE_WEIGHTS = {
+    "vit_base": WeightSpec(filename="vit-b-multi-coco-595b5e128b.pth", md5=None, urls=(
+        _VITPOSE_LOKE + "90235a26-3b8c-427d-a264-c68155abecdcfcfcd8a9-0388-4575-b85b-607d3c0a9b149bef8f0f-a0f9-4662-a561-1b47ba5f1636",)),
+    "vit_large": WeightSpec(filename="vit-l-multi-coco-9475d27cec.pth", md5=None, urls=(
+        _VITPOSE_LOKE + "a580a44c-0afd-43ac-a2cb-9956c32b1d1a78c51ecb-81bb-4345-8710-13904cb9dbbe0703db2d-8534-42e0-ac4d-518ab51fe7db",)),
+    "vit_huge": WeightSpec(filename="vit-h-multi-coco-dbc06d4337.pth", md5=None, urls=(
+        _VITPOSE_LOKE + "a33b6ada-4d2f-4ef7-8f83-b33f58b69f5b2a62e181-2131-467d-a900-027157a08571d761fad4-785b-4b84-8596-8932c7857e44",)),
+}
+
+
 # -- hashing -------------------------------------------------------------------------------
 
 _verified: dict[tuple[str, int, int], dict[str, str]] = {}
@@ -182,8 +216,23 @@ def _check_file(spec: WeightSpec, path: Path) -> str | None:
 # -- lookup and download ----------------------------------------------------------------------
 
 def hub_checkpoint_dir() -> Path:
-    """``torch.hub.get_dir()/checkpoints``, DeepPrivacy2's download cache."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """``torch.hub.get_dir()/checkpoints``, DeepPrivacy2's download cache.
+
+    Computed as torch does (``$TORCH_HOME/hub``, else ``$XDG_CACHE_HOME/torch/hub``, else
+    ``~/.cache/torch/hub``) without importing torch; once torch is imported its own answer is
+    used, so ``torch.hub.set_dir`` is honoured.
+    """
+    import sys
+
+    if "torch" in sys.modules:
+        return Path(sys.modules["torch"].hub.get_dir()) / "checkpoints"
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(os.path.expanduser(torch_home)) / "hub" / "checkpoints"
+
+
+def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where weights are looked for, in order: ``weights_dir``, ``$DP2_WEIGHTS_DIR``, the torch hub cache."""
+    return _search_dirs(weights_dir)
 
 
 def _search_dirs(weights_dir: str | os.PathLike | None) -> list[Path]:
@@ -203,7 +252,9 @@ def _search_dirs(weights_dir: str | os.PathLike | None) -> list[Path]:
 
 def _download(url: str, dest_dir: Path, spec: WeightSpec, progress: bool, timeout: float) -> Path:
     """Stream ``url`` into a temporary file in ``dest_dir``, verify it, rename it into place."""
-    from tqdm.auto import tqdm
+    import urllib.request
+
+    from .progress import progress_bar
 
     dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / spec.filename
@@ -213,10 +264,9 @@ def _download(url: str, dest_dir: Path, spec: WeightSpec, progress: bool, timeou
         hashers = {name: hashlib.new(name) for name in spec.expected_digests}
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
-            with tqdm(total=int(total) if total and total.isdigit() else None, unit="B",
-                      unit_scale=True, unit_divisor=1024, desc=spec.filename[:24],
-                      disable=not progress or os.environ.get("DP2_NO_PROGRESS") == "1",
-                      leave=False) as bar:
+            with progress_bar(total=int(total) if total and total.isdigit() else None, unit="B",
+                              desc=spec.filename[:24], enabled=progress, unit_scale=True,
+                              unit_divisor=1024) as bar:
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     out.write(chunk)
                     for h in hashers.values():
@@ -234,6 +284,61 @@ def _download(url: str, dest_dir: Path, spec: WeightSpec, progress: bool, timeou
     with _verified_lock:
         _verified[(str(final.resolve()), st.st_size, st.st_mtime_ns)] = digests
     return final
+
+
+def find_weights(spec: WeightSpec, weights_dir: str | os.PathLike | None = None, *,
+                 verify: bool | None = None) -> tuple[Path | None, list[str]]:
+    """The first local copy of ``spec`` that passes the hash check, and the problems of the others.
+
+    Args:
+        verify: check hashes (None: unless ``DP2_VERIFY_WEIGHTS=0``).
+
+    Returns:
+        ``(path or None, ["<path>: md5 ... != expected ...", ...])``.
+    """
+    if verify is None:
+        verify = os.environ.get(VERIFY_ENV_VAR, "1") != "0"
+    notes: list[str] = []
+    for d in _search_dirs(weights_dir):
+        candidate = d / spec.filename
+        if not candidate.is_file():
+            continue
+        if not verify:
+            return candidate, notes
+        problem = _check_file(spec, candidate)
+        if problem is None:
+            return candidate, notes
+        notes.append(f"{candidate}: {problem}")
+    return None, notes
+
+
+def download_weights(spec: WeightSpec, dest_dir: str | os.PathLike | None = None, *, progress: bool = True,
+                     timeout: float = 60.0) -> Path:
+    """Download ``spec`` into ``dest_dir`` (default: the torch hub cache), trying each URL in turn.
+
+    Every download is verified before it gets its final name.
+
+    Raises:
+        WeightsError: every URL failed (the message lists them with their errors).
+    """
+    import http.client
+
+    dest = Path(dest_dir).expanduser() if dest_dir is not None else hub_checkpoint_dir()
+    tried: list[str] = []
+    for url in spec.urls:
+        logger.info("downloading %s from %s", spec.filename, url)
+        try:
+            path = _download(url, dest, spec, progress, timeout)
+        except (OSError, http.client.HTTPException, WeightsError, ValueError) as err:
+            # URLError/HTTPError/timeouts are OSErrors; ValueError: malformed URL
+            logger.warning("download of %s from %s failed: %s", _short_name(spec.filename), _host(url), err)
+            tried.append(f"{url} ({err})")
+            continue
+        logger.info("saved verified weights to %s", path)
+        return path
+    reason = "no download URL is known" if not spec.urls else "download failed: " + tried[-1].split(" (", 1)[-1][:-1]
+    raise WeightsError(f"could not download {spec.filename!r}: " + ("; ".join(tried) or "no URL is known"),
+                       spec=spec, reason=reason)
 
 
 def resolve_weights(spec: WeightSpec, weights_dir: str | os.PathLike | None = None,
@@ -265,7 +370,8 @@ def resolve_weights(spec: WeightSpec, weights_dir: str | os.PathLike | None = No
         if not candidate.is_file():
             continue
         if trust_local:
-            logger.warning("%s=0: using %s WITHOUT checking its hash", VERIFY_ENV_VAR, candidate)
+            source = os.environ.get(VERIFY_SOURCE_ENV_VAR) or f"{VERIFY_ENV_VAR}=0"
+            _warn_once(f"{source}: using {candidate} WITHOUT checking its hash")
             return candidate
         problem = _check_file(spec, candidate)
         if problem is None:
@@ -276,6 +382,8 @@ def resolve_weights(spec: WeightSpec, weights_dir: str | os.PathLike | None = No
 
     tried: list[str] = []
     if download:
+        import http.client
+
         cache = hub_checkpoint_dir()
         for url in spec.urls:
             logger.info("downloading %s from %s", spec.filename, url)
@@ -283,12 +391,40 @@ def resolve_weights(spec: WeightSpec, weights_dir: str | os.PathLike | None = No
                 path = _download(url, cache, spec, progress, timeout)
             except (OSError, http.client.HTTPException, WeightsError, ValueError) as err:
                 # URLError/HTTPError/timeouts are OSErrors; ValueError: malformed URL
-                logger.warning("download of %s from %s failed: %s", spec.filename, url, err)
+                logger.warning("download of %s from %s failed: %s", _short_name(spec.filename), _host(url), err)
                 tried.append(f"{url} ({err})")
                 continue
             logger.info("saved verified weights to %s", path)
             return path
-    raise WeightsError(_missing_message(spec, dirs, notes, tried, download))
+    if notes:
+        reason = "wrong hash: " + notes[-1].rsplit(": ", 1)[-1]
+    elif not download:
+        reason = "not found (downloading is disabled)"
+    elif tried:
+        reason = "not found; download failed: " + tried[-1].split(" (", 1)[-1][:-1]
+    else:
+        reason = "not found, and no download URL is known"
+    raise WeightsError(_missing_message(spec, dirs, notes, tried, download), spec=spec, reason=reason)
+
+
+def _short_name(filename: str) -> str:
+    """A file name fit for a log line (DeepPrivacy2's link ids are 100 characters long)."""
+    return filename if len(filename) <= 40 else f"{filename[:16]}...{filename[-12:]}"
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc or url[:60]
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning("%s", message)
 
 
 def _missing_message(spec: WeightSpec, dirs: list[Path], notes: list[str], tried: list[str],
@@ -318,13 +454,35 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Raises:
         WeightsError: the file cannot be read as a tensors-only checkpoint.
     """
+    import torch
+
     try:
-        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its pickle-protocol notes speak of weights_only too
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise WeightsError(f"could not load checkpoint {path} with weights_only=True: {err}") from err
+        raise WeightsError(f"could not load checkpoint {path}: {_load_problem(err)} (it is corrupt, or "
+                           "not a tensors-only checkpoint; dp2 never runs code from a weights file)",
+                           reason="cannot be loaded") from err
     if not isinstance(ckpt, dict):
         raise WeightsError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
     return ckpt
+
+
+def _load_problem(err: BaseException) -> str:
+    """torch's loading error without its advice to pass ``weights_only=False`` (which would run
+    whatever code the file holds): the line that says what is wrong."""
+    text = str(err).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
+        detail = " ".join(detail.split())
+        if detail:
+            return detail[:300]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    keep = [line for line in lines if "weights_only" not in line and "torch.load" not in line
+            and not line.startswith(("(1)", "(2)", "Please file", "Check the documentation"))]
+    return (keep[0] if keep else type(err).__name__)[:300]
 
 
 _W_CENTERS_KEY = "style_net.w_centers"
@@ -356,6 +514,8 @@ def load_generator_state(G: nn.Module, ckpt: Mapping[str, Any]) -> nn.Module:
     Raises:
         WeightsError: the layout is unknown, or a strict (DP1) load fails.
     """
+    import torch
+
     from .generation.deep_privacy1 import MSGGenerator, remap_legacy_dp1_keys
 
     if "EMA_generator" in ckpt:

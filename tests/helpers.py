@@ -140,3 +140,16 @@ class SlowDetector(FixedFaceDetector):
 
         time.sleep(self.delay_s)
         return super().__call__(image)
+
+
+class ChattyFixedDetector(FixedFaceDetector):
+    """:class:`FixedFaceDetector` that logs a warning on every frame and takes a moment: for the
+    pseudo-terminal test that log lines land above progress bars, never inside them."""
+
+    def __call__(self, image):
+        import logging
+        import time
+
+        logging.getLogger("dp2.tests").warning("chatty detector saw a %dx%d frame", image.shape[2], image.shape[1])
+        time.sleep(0.12)
+        return super().__call__(image)

@@ -41,13 +41,13 @@ def test_manifest_lists_every_file_and_rerun_skips_done(tmp_path, fixed_config):
     mtime = (out / "img0.png").stat().st_mtime_ns
     # Second run: the three finished files are skipped, the broken one is retried (and fails again).
     again = run(fixed_config, "-i", src, "-o", out)
-    assert again.exit_code == 1 and "3 file(s) already done" in again.output
+    assert again.exit_code == 1 and "3 files already done" in again.output
     assert (out / "img0.png").stat().st_mtime_ns == mtime
     assert [r["input"] for r in records(out)][4:] == ["broken.jpg"]
     # A changed input is redone; so is everything when the settings change.
     Image.fromarray(make_image(40, 50, seed=9)).save(src / "img0.png")
     redo = run(fixed_config, "-i", src, "-o", out)
-    assert "2 file(s) already done" in redo.output
+    assert "2 files already done" in redo.output
     changed = run(fixed_config, "-i", src, "-o", out, "--dst", "0.9")
     assert "already done" not in changed.output
     assert run(fixed_config, "-i", src, "-o", out, "--no-resume").exit_code == 1

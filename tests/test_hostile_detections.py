@@ -159,7 +159,7 @@ def test_gaussian_config_blurs_the_given_face(tmp_path):
     dets = tmp_path / "dets.json"
     dets.write_text(json.dumps(doc()))
     result = run(GAUSSIAN, tmp_path, dets)
-    assert result.exit_code == 0 and "1 faces" in result.output
+    assert result.exit_code == 0 and "1 face " in result.output
     out = np.array(Image.open(tmp_path / "out.png"))
     assert (out[16:40, 20:44] != arr[16:40, 20:44]).any(axis=2).mean() > 0.5
     assert (out[:, 50:] == arr[:, 50:]).all()

@@ -444,7 +444,7 @@ def test_every_frame_is_anonymized_and_timing_kept(tmp_path, fixed_config, name,
     src, dst = tmp_path / f"in{suffix}", tmp_path / f"out{suffix}"
     make(src)
     result = anonymize(fixed_config, src, dst)
-    assert "3 frame(s)" in result.output
+    assert "(3 frames)" in result.output
     a, b = Image.open(src), Image.open(dst)
     assert b.n_frames == a.n_frames == 3
     assert b.info.get("loop") == a.info.get("loop") and b.info.get("default_image") == a.info.get("default_image")

@@ -139,7 +139,7 @@ def test_new_output_inside_input_is_left_out_and_resumable(tree):
     assert run("-i", tree / "in", "-o", out).exit_code == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "sub/b.png"]
     again = run("-i", tree / "in", "-o", out)
-    assert again.exit_code == 0 and "2 file(s) already done" in again.output
+    assert again.exit_code == 0 and "2 files already done" in again.output
     # An original dropped into the output folder is not an output of the earlier run: refused.
     write_png(out / "stranger.png", seed=5)
     refused = run("-i", tree / "in", "-o", out)
@@ -367,7 +367,7 @@ def test_stopped_while_loading_models_exits_with_the_signals_code(tree, monkeypa
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)
 
-    monkeypatch.setattr("dp2.cli.build_anonymizer", build)
+    monkeypatch.setattr("dp2.api.build_anonymizer", build)  # imported by the run, not by dp2.cli
     before = snapshot(tree)
     result = run("-i", tree / "one.png", "-o", tree / "o.png")
     assert result.exit_code == exit_code, result.output  # not click's "Aborted!" and exit 1
@@ -454,7 +454,7 @@ def test_folder_summary_names_each_failure_once(tree):
     os.symlink("loop.png", tree / "in" / "loop.png")
     result = run("-i", tree / "in", "-o", tree / "out")
     assert result.exit_code == 1
-    summary = result.output.split("2 file(s) failed:")[1].strip().splitlines()
+    summary = result.output.split("2 files failed:")[1].strip().splitlines()
     assert len(summary) == 2
     for line in summary:
         path = line.strip().split(": ")[0]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'dp2[ray]'")
-pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'dp2[ray]'")
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'dp2-anonymizer[ray]'")
+pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'dp2-anonymizer[ray]'")
 
 from click.testing import CliRunner  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -182,6 +182,6 @@ def test_cli_driver_killed_midway_then_rerun(cluster, folder, reference, tmp_pat
     assert first < 33
     result = CliRunner().invoke(main, [*args, "-q"])
     assert result.exit_code == 1, result.output  # broken.jpg, listed
-    assert "1 file(s) failed:" in result.output and "broken.jpg" in result.output
+    assert "1 file failed:" in result.output and "broken.jpg" in result.output
     assert "already done in an earlier run" in result.output
     assert_each_file_done_once(out, reference)

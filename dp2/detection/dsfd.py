@@ -22,7 +22,6 @@ Unlike DP2, the scores are kept (``FaceDetections.scores``). Faces come out in N
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import warnings
@@ -45,27 +44,8 @@ _MAX_CACHED_PRIOR_SIZES = 8
 #: Per-channel mean subtracted from the RGB image (``face_detection.base.Detector.mean``).
 DSFD_MEAN_RGB = (123.0, 117.0, 104.0)
 
-_LOKE_ID = ("61be4ec7-8c11-4a4a-a9f4-827144e4ab4f0c2764c1-80a0-4083-bbfa-68419f889b80e4692358-979b-458e-97da-"
-            "c1a1660b3314")
-
-#: DSFD ResNet-152 WIDER FACE weights. No checksum is published (DP2 checks none), so the
-#: file is recognised by name. URLs: DP2's current link, the Hugging Face Space that caches
-#: DP2's torch-hub folder, and the original (dead) folk.ntnu.no address.
-DSFD_WEIGHTS = WeightSpec(
-    filename="WIDERFace_DSFD_RES152.pth",
-    md5=None,
-    urls=(
-        "https://api.loke.aws.unit.no/dlr-gui-backend-resources-content/v2/contents/links/" + _LOKE_ID,
-        "https://huggingface.co/spaces/haakohu/deep_privacy2_face/resolve/main/torch_home/hub/checkpoints/"
-        "WIDERFace_DSFD_RES152.pth",
-        "https://folk.ntnu.no/haakohu/WIDERFace_DSFD_RES152.pth",
-    ),
-)
-
-#: The same file under the name it has in the torch-hub cache of DP2 installs since Nov 2023:
-#: their ``face_detection`` (from git) downloads the loke link, and torch hub names files by
-#: the URL basename. Only looked up, never downloaded under this name.
-DSFD_WEIGHTS_LOKE_NAME = dataclasses.replace(DSFD_WEIGHTS, filename=_LOKE_ID, urls=())
+# The weight files are described in dp2.weights_catalog (light: the weights command reads it).
+from dp2.weights_catalog import DSFD_WEIGHTS, DSFD_WEIGHTS_LOKE_NAME  # noqa: E402
 
 
 def find_dsfd_weights(weights_dir: str | os.PathLike | None = None, download: bool = True) -> Path:

@@ -36,16 +36,8 @@ COCO_KEYPOINT_NAMES = (
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
 
-#: torchvision ``KeypointRCNN_ResNet50_FPN_Weights.COCO_V1``. torchvision names the file by the
-#: first 8 hex digits of its sha256; the full digest (237,034,793 bytes) is as recorded by
-#: several independent projects and agrees with that prefix. No md5 is published.
-KEYPOINT_RCNN_WEIGHTS = WeightSpec(
-    filename="keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
-    md5=None,
-    urls=("https://download.pytorch.org/models/keypointrcnn_resnet50_fpn_coco-fc266e95.pth",),
-    sha256="fc266e953d2b302cdcbb9ae66f71f6b0d4649928bf02dc573961e361e4918926",
-)
-
+# The weight files are described in dp2.weights_catalog (light: the weights command reads it).
+from dp2.weights_catalog import KEYPOINT_RCNN_WEIGHTS  # noqa: E402
 
 @dataclass(frozen=True)
 class PersonKeypoints:

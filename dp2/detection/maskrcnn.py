@@ -50,16 +50,8 @@ logger = logging.getLogger(__name__)
 #: Label of ``person`` in torchvision's 91-entry COCO category list (0 is background).
 COCO_PERSON_LABEL = 1
 
-#: torchvision ``MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1``. torchvision names the file by the
-#: first 8 hex digits of its sha256; the full digest (185,828,065 bytes) is as recorded by
-#: several independent projects and agrees with that prefix. No md5 is published.
-MASKRCNN_V2_WEIGHTS = WeightSpec(
-    filename="maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
-    md5=None,
-    urls=("https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",),
-    sha256="73cbd0190fcbe3ba339921fbce2c3a0b6bb9126c9a133c85e43a2a8e060a109e",
-)
-
+# The weight files are described in dp2.weights_catalog (light: the weights command reads it).
+from dp2.weights_catalog import MASKRCNN_V2_WEIGHTS  # noqa: E402
 
 def build_maskrcnn_v2(*, score_threshold: float = 0.05, min_size: int = 800, max_size: int = 1333,
                       nms_threshold: float = 0.5, detections_per_image: int = 100) -> nn.Module:

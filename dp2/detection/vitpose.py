@@ -24,7 +24,6 @@ Convention: boxes are ``boxes_xyxy`` int64 half-open image pixels; keypoints are
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dp2.detection.base import LazyModelDetector, check_image
-from dp2.weights import WeightSpec, WeightsError, load_checkpoint
+from dp2.weights import VITPOSE_WEIGHTS, WeightSpec, WeightsError, load_checkpoint
 
 __all__ = ["VITPOSE_SIZES", "VITPOSE_WEIGHTS", "VITPOSE_H_WEIGHTS", "ViTPose", "ViTPoseDetector",
            "build_vitpose", "decode_heatmaps", "vitpose_crops"]
@@ -65,17 +64,7 @@ VITPOSE_SIZES = {
     "vit_mini": ViTPoseSize(64, 2, 4, (32, 32)),
 }
 
-_LOKE = "https://api.loke.aws.unit.no/dlr-gui-backend-resources-content/v2/contents/links/"
-# DP2 downloads these with tops.download_file(..., check_hash=False) and publishes no checksum;
-# the hex in the file name is not verified by DP2 either, so the files are recognised by name.
-VITPOSE_WEIGHTS = {
-    "vit_base": WeightSpec(filename="vit-b-multi-coco-595b5e128b.pth", md5=None, urls=(
-        _LOKE + "90235a26-3b8c-427d-a264-c68155abecdcfcfcd8a9-0388-4575-b85b-607d3c0a9b149bef8f0f-a0f9-4662-a561-1b47ba5f1636",)),
-    "vit_large": WeightSpec(filename="vit-l-multi-coco-9475d27cec.pth", md5=None, urls=(
-        _LOKE + "a580a44c-0afd-43ac-a2cb-9956c32b1d1a78c51ecb-81bb-4345-8710-13904cb9dbbe0703db2d-8534-42e0-ac4d-518ab51fe7db",)),
-    "vit_huge": WeightSpec(filename="vit-h-multi-coco-dbc06d4337.pth", md5=None, urls=(
-        _LOKE + "a33b6ada-4d2f-4ef7-8f83-b33f58b69f5b2a62e181-2131-467d-a900-027157a08571d761fad4-785b-4b84-8596-8932c7857e44",)),
-}
+# The weight files (URLs, names) live in dp2.weights, which stays light for the weights command.
 #: ViTPose-H, the model FB_triagan uses (637,208,849 parameters).
 VITPOSE_H_WEIGHTS = VITPOSE_WEIGHTS["vit_huge"]
 

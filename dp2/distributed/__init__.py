@@ -1,1 +1,1 @@
-"""Running dp2 on more than one machine (optional extras: ``pip install 'dp2[ray]'``)."""
+"""Running dp2 on more than one machine (optional extras: ``pip install 'dp2-anonymizer[ray]'``)."""

@@ -41,6 +41,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .atomic import partial_sibling
+from .kinds import IMAGE_SUFFIXES, UNSUPPORTED_SUFFIXES  # defined without torch: the CLI checks suffixes early
 from .metadata import icc_colour_space, sanitize_exif, sanitize_icc
 
 __all__ = ["BYTES_PER_PIXEL", "IMAGE_SUFFIXES", "ImageError", "ImageMeta", "ImageReader", "ImageWriter", "MAX_PIXELS",
@@ -48,13 +49,6 @@ __all__ = ["BYTES_PER_PIXEL", "IMAGE_SUFFIXES", "ImageError", "ImageMeta", "Imag
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".mpo")
-# Recognised but refused, with the reason (a folder run lists them as not anonymized).
-UNSUPPORTED_SUFFIXES = {
-    ".gif": "GIF is not supported (its 256-colour frames cannot be re-encoded without changing pixels "
-            "outside the anonymized regions); convert it to PNG or WebP first, e.g. "
-            "ffmpeg -i in.gif -c:v libwebp -lossless 1 out.webp",
-}
 MAX_PIXELS = 20_000 * 12_000  # 240 MP: the cap even where memory would allow more
 PIXELS_ENV = "DP2_MAX_IMAGE_PIXELS"
 # Peak memory per pixel of one frame, decode to write: bench/bench_memory.py measures ~10 bytes per

@@ -1,7 +1,6 @@
 """Turn any input (image, folder, video, webcam) into a stream of :class:`Frame`."""
 from __future__ import annotations
 
-import enum
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -16,26 +15,8 @@ __all__ = ["InputKind", "VIDEO_SUFFIXES", "classify_path", "list_media", "image_
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
-
-
-class InputKind(enum.Enum):
-    IMAGE = "image"
-    VIDEO = "video"
-    FOLDER = "folder"
-    WEBCAM = "webcam"
-
-
-def classify_path(path: Path) -> InputKind | None:
-    """IMAGE/VIDEO by suffix (case-insensitive), FOLDER for directories, None otherwise."""
-    if path.is_dir():
-        return InputKind.FOLDER
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return InputKind.IMAGE
-    if suffix in VIDEO_SUFFIXES:
-        return InputKind.VIDEO
-    return None
+# Defined in .kinds (no torch: the CLI checks paths before it loads models).
+from .kinds import VIDEO_SUFFIXES, InputKind, classify_path  # noqa: E402,F401
 
 
 def list_media(root: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:

@@ -33,24 +33,8 @@ __all__ = ["CSE_WEIGHTS", "CSEDetector", "SMPL_VERTEX_FEATURES", "postprocess_cs
 
 logger = logging.getLogger(__name__)
 
-#: Official DensePose CSE R-101-FPN DeepLab soft s1x weights (detectron2 model zoo). No
-#: checksum is published, so the file is recognised by name.
-CSE_WEIGHTS = WeightSpec(
-    filename="model_final_1d3314.pkl",
-    md5=None,
-    urls=("https://dl.fbaipublicfiles.com/densepose/cse/densepose_rcnn_R_101_FPN_DL_soft_s1x/250713061/"
-          "model_final_1d3314.pkl",),
-)
-
-#: SMPL LBO vertex features (DensePose's embedder ``INIT_FILE``). Only needed when a
-#: checkpoint lacks ``roi_heads.embedder.embedder_<mesh>.features`` (DensePose then keeps
-#: the values of this file); the official checkpoint is expected to carry them.
-SMPL_VERTEX_FEATURES = WeightSpec(
-    filename="phi_smpl_27554_256.pkl",
-    md5=None,
-    urls=("https://dl.fbaipublicfiles.com/densepose/data/cse/lbo/phi_smpl_27554_256.pkl",),
-)
-
+# The weight files are described in dp2.weights_catalog (light: the weights command reads it).
+from dp2.weights_catalog import CSE_WEIGHTS, SMPL_VERTEX_FEATURES  # noqa: E402
 
 def postprocess_cse(output: CSEModelOutput, image_size_hw: tuple[int, int], embed_map: torch.Tensor) -> CSEDetections:
     """DP2's ``CSEDetector`` post-processing of the model output (see the module docstring).
