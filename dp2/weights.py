@@ -312,19 +312,10 @@ def find_weights(spec: WeightSpec, weights_dir: str | os.PathLike | None = None,
     return None, notes
 
 
-def download_weights(spec: WeightSpec, dest_dir: str | os.PathLike | None = None, *, progress: bool = True,
-                     timeout: float = 60.0) -> Path:
-    """Download ``spec`` into ``dest_dir`` (default: the torch hub cache), trying each URL in turn.
-
-    Every download is verified before it gets its final name.
-
-    Raises:
-        WeightsError: every URL failed (the message lists them with their errors).
-    """
+def _download_first(spec: WeightSpec, dest: Path, progress: bool, timeout: float, tried: list[str]) -> Path | None:
+    """The first of ``spec.urls`` that downloads and verifies into ``dest``; failures go to ``tried``."""
     import http.client
 
-    dest = Path(dest_dir).expanduser() if dest_dir is not None else hub_checkpoint_dir()
-    tried: list[str] = []
     for url in spec.urls:
         logger.info("downloading %s from %s", spec.filename, url)
         try:
@@ -335,6 +326,23 @@ def download_weights(spec: WeightSpec, dest_dir: str | os.PathLike | None = None
             tried.append(f"{url} ({err})")
             continue
         logger.info("saved verified weights to %s", path)
+        return path
+    return None
+
+
+def download_weights(spec: WeightSpec, dest_dir: str | os.PathLike | None = None, *, progress: bool = True,
+                     timeout: float = 60.0) -> Path:
+    """Download ``spec`` into ``dest_dir`` (default: the torch hub cache), trying each URL in turn.
+
+    Every download is verified before it gets its final name.
+
+    Raises:
+        WeightsError: every URL failed (the message lists them with their errors).
+    """
+    dest = Path(dest_dir).expanduser() if dest_dir is not None else hub_checkpoint_dir()
+    tried: list[str] = []
+    path = _download_first(spec, dest, progress, timeout, tried)
+    if path is not None:
         return path
     reason = "no download URL is known" if not spec.urls else "download failed: " + tried[-1].split(" (", 1)[-1][:-1]
     raise WeightsError(f"could not download {spec.filename!r}: " + ("; ".join(tried) or "no URL is known"),
@@ -382,19 +390,8 @@ def resolve_weights(spec: WeightSpec, weights_dir: str | os.PathLike | None = No
 
     tried: list[str] = []
     if download:
-        import http.client
-
-        cache = hub_checkpoint_dir()
-        for url in spec.urls:
-            logger.info("downloading %s from %s", spec.filename, url)
-            try:
-                path = _download(url, cache, spec, progress, timeout)
-            except (OSError, http.client.HTTPException, WeightsError, ValueError) as err:
-                # URLError/HTTPError/timeouts are OSErrors; ValueError: malformed URL
-                logger.warning("download of %s from %s failed: %s", _short_name(spec.filename), _host(url), err)
-                tried.append(f"{url} ({err})")
-                continue
-            logger.info("saved verified weights to %s", path)
+        path = _download_first(spec, hub_checkpoint_dir(), progress, timeout, tried)
+        if path is not None:
             return path
     if notes:
         reason = "wrong hash: " + notes[-1].rsplit(": ", 1)[-1]
