@@ -36,7 +36,7 @@ from .weights import WeightsError
 if TYPE_CHECKING:
     import torch
 
-    from .cli import RunContext
+    from .run import RunContext
     from .io.images import ImageMeta, ImageReader, ImageWriter
 
 __all__ = ["DatasetJob", "DatasetSummary", "DatasetWorker", "FolderError", "FolderPlan", "anonymize_file",
@@ -492,7 +492,7 @@ class DatasetSummary:
 class DatasetJob:
     """A folder run as plain, picklable data: what a worker needs to build the same pipeline.
 
-    Made by :func:`dp2.cli.dataset_job`.
+    Made by :func:`dp2.run.dataset_job`.
 
     Attributes:
         input_dir, output_dir: absolute folders (on a cluster, a filesystem every node mounts).
@@ -529,7 +529,7 @@ class DatasetWorker:
     """
 
     def __init__(self, job: DatasetJob) -> None:
-        from .cli import worker_context  # the CLI's wiring, so both build the same pipeline
+        from .run import worker_context  # the wiring the CLI uses too, so both build the same pipeline
 
         self.job = job
         self.context = worker_context(job.params)

@@ -33,6 +33,14 @@ def test_importing_the_cli_imports_nothing_heavy(tmp_path):
     assert result.stdout.strip() == "[]"
 
 
+def test_the_run_layer_imports_neither_click_nor_anything_heavy(tmp_path):
+    # dp2.run builds runs for the CLI, the Python API and Ray workers; click comes with the CLI only.
+    code = f"import sys, dp2.run; print(sorted(m for m in {[*HEAVY, 'click', 'dp2.cli']!r} if m in sys.modules))"
+    result = _run(["-c", code], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("args", [["--help"], ["--list-configs"], ["face", "-i", "missing.jpg"],
                                   ["facee", "-i", "x.jpg"], ["weights", "face"]])
 def test_help_listing_and_usage_errors_import_nothing_heavy(tmp_path, args):

@@ -91,7 +91,7 @@ def anonymize_dataset(config: str | Path, input_dir: str | Path, output_dir: str
         WorkerSetupError: the workers could not build the pipeline.
     """
     from ..api import load_anonymizer_config
-    from ..cli import dataset_job, folder_run_params
+    from ..run import dataset_job, folder_run_params
 
     params = folder_run_params(config, input_dir, output_dir, opts=tuple(overrides), seed=seed,
                                max_retries=max_retries, resume=resume, **options)
