@@ -13,13 +13,13 @@ from .generation.classic import FACE_MIN_SIGMA_FRACTION
 from .generation.latents import z_from_seed
 from .ops.batching import plan_batches
 from .ops.body_crop import crop_persons
-from .ops.boxes import box_area, clip_boxes, expand_boxes_by_pixels, round_boxes_outward, scale_boxes
+from .ops.boxes import box_area, expand_boxes_by_pixels, scale_boxes
 from .ops.face_boxes import expand_face_boxes
 from .ops.face_crop import crop_faces, sort_by_area
 from .ops.joint_map import body_keypoint_conditions
 from .ops.masks import region_alpha
 from .ops.paste import paste_crop
-from .ops.region_filters import composite_uint8, region_alpha_np
+from .ops.region_filters import composite_uint8
 from .structures import FaceDetections
 
 __all__ = ["BodyCropStage", "FaceCropStage", "MaskFilterStage", "RegionFilterStage"]
@@ -92,11 +92,7 @@ class RegionFilterStage:
         h, w = image.shape[1:]
         out = image.clone()
         for region in regions:
-            size = float(max(region[2] - region[0], region[3] - region[1]))
-            feather_px = self.feather * size
-            margin = self.context * size + feather_px
-            crop_box = round_boxes_outward(region[None] + torch.tensor([-margin, -margin, margin, margin]))
-            x0, y0, x1, y1 = clip_boxes(crop_box, (h, w))[0].tolist()
+            x0, y0, x1, y1, feather_px = self._crop_box(region.tolist(), h, w)
             if x1 <= x0 or y1 <= y0:
                 continue
             local = region - torch.tensor([x0, y0, x0, y0], dtype=region.dtype)
@@ -128,7 +124,7 @@ class RegionFilterStage:
             local = (region[0] - x0, region[1] - y0, region[2] - x0, region[3] - y0)
             crop = hwc[y0:y1, x0:x1]
             filtered = self.generator.filter_uint8(np.ascontiguousarray(crop), local)
-            alpha = region_alpha_np((y1 - y0, x1 - x0), local, self.shape, feather_px)
+            alpha = region_alpha((y1 - y0, x1 - x0), local, self.shape, feather_px).numpy()
             hwc[y0:y1, x0:x1] = composite_uint8(crop, filtered, alpha)
         return torch.from_numpy(hwc).permute(2, 0, 1)
 

@@ -16,7 +16,7 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["blur_uint8", "pixelate_uint8", "region_alpha_np", "composite_uint8"]
+__all__ = ["blur_uint8", "pixelate_uint8", "composite_uint8"]
 
 
 def blur_uint8(crop: np.ndarray, sigma: float) -> np.ndarray:
@@ -41,7 +41,8 @@ def blur_uint8(crop: np.ndarray, sigma: float) -> np.ndarray:
         out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     else:
         radius = max(1, math.ceil(3 * sigma))
-        kx, ky = min(2 * radius + 1, 2 * (w - 1) + 1) if w > 1 else 1, min(2 * radius + 1, 2 * (h - 1) + 1) if h > 1 else 1
+        # Reflect-101 padding needs the kernel radius below the side (as the torch blur caps it).
+        kx, ky = (min(2 * radius + 1, 2 * n - 1) for n in (w, h))
         out = cv2.GaussianBlur(crop, (kx, ky), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
     return out.reshape(crop.shape)
 
@@ -73,27 +74,6 @@ def pixelate_uint8(crop: np.ndarray, region_xyxy: tuple[float, float, float, flo
     big = cv2.resize(small, (padded.shape[1], padded.shape[0]), interpolation=cv2.INTER_NEAREST)
     out[y0:y1, x0:x1] = big.reshape(padded.shape)[:rh, :rw]
     return out
-
-
-def region_alpha_np(size_hw: tuple[int, int], region_xyxy, shape: str = "box",
-                    feather_px: float = 0.0) -> np.ndarray:
-    """NumPy twin of :func:`dp2.ops.masks.region_alpha`: float32 [H, W] in [0, 1], 1 inside the region."""
-    if shape not in ("box", "ellipse"):
-        raise ValueError(f"shape must be 'box' or 'ellipse', got {shape!r}")
-    h, w = size_hw
-    x0, y0, x1, y1 = (float(v) for v in region_xyxy)
-    ys = np.arange(h, dtype=np.float32)[:, None] + 0.5
-    xs = np.arange(w, dtype=np.float32)[None, :] + 0.5
-    if shape == "box":
-        dist = np.maximum(np.clip(np.maximum(x0 - xs, xs - x1), 0, None), np.clip(np.maximum(y0 - ys, ys - y1), 0, None))
-    else:
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        ax, ay = max((x1 - x0) / 2 * math.sqrt(2), 0.5), max((y1 - y0) / 2 * math.sqrt(2), 0.5)
-        r = np.sqrt(((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2)
-        dist = np.clip(r - 1, 0, None) * min(ax, ay)
-    if feather_px <= 0:
-        return (dist <= 0).astype(np.float32)
-    return np.clip(1 - dist / feather_px, 0, 1).astype(np.float32)
 
 
 def composite_uint8(crop: np.ndarray, filtered: np.ndarray, alpha: np.ndarray) -> np.ndarray:
