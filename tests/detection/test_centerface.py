@@ -361,3 +361,22 @@ def test_backend_is_validated():
         CenterFaceDetector(backend="tensorrt")
     with pytest.raises(ValueError, match="openvino_precision"):
         CenterFaceDetector(openvino_precision="int4")
+
+
+def test_auto_backend_picks_openvino_only_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(cf, "openvino_bf16_available", lambda: False)
+    assert CenterFaceDetector(backend="auto").backend == "onnxruntime"
+    monkeypatch.setattr(cf, "openvino_bf16_available", lambda: True)
+    chosen = CenterFaceDetector(backend="auto", openvino_precision="f32")
+    assert (chosen.backend, chosen.openvino_precision) == ("openvino", "bf16")
+    # Explicit onnxruntime providers (a GPU) keep onnxruntime.
+    assert CenterFaceDetector(backend="auto", providers=["CPUExecutionProvider"]).backend == "onnxruntime"
+
+
+def test_openvino_bf16_probe_never_raises(monkeypatch):
+    cf.openvino_bf16_available.cache_clear()
+    monkeypatch.setattr(cf.importlib.util, "find_spec", lambda name: None)
+    try:
+        assert cf.openvino_bf16_available() is False
+    finally:
+        cf.openvino_bf16_available.cache_clear()
