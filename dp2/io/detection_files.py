@@ -2,7 +2,7 @@
 
 All are JSON (never pickle), written atomically, and read like an untrusted upload: strict JSON
 (no NaN/Infinity, no duplicate keys, bounded size), every value checked
-(:func:`dp2.detection.serialize.detections_from_dict`), and one message naming the file and
+(:func:`dp2.structures.serialize.detections_from_dict`), and one message naming the file and
 the item when something is wrong.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from ..detection.serialize import (FORMAT_VERSION, DetectionFormatError, detections_from_dict, detections_to_dict,
-                                   show_value as _show)
 from ..structures import Detections
+from ..structures.serialize import (FORMAT_VERSION, DetectionFormatError, detections_from_dict, detections_to_dict,
+                                    show_value as _show)
 from .atomic import partial_sibling
 
 __all__ = ["DetectionCache", "DetectionExport", "GivenDetections", "image_digest", "read_json_file",
