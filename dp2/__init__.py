@@ -1,7 +1,22 @@
-"""dp2: realistic and classic anonymization of people in images and video (DeepPrivacy2-compatible)."""
+"""dp2: realistic and classic anonymization of people in images and video (DeepPrivacy2-compatible).
+
+The Python API (:mod:`dp2.api`)::
+
+    import dp2
+    anonymizer = dp2.load("traditional/face/gaussian", device="cpu")
+    result = anonymizer(image)              # NumPy, PIL or torch in, the same kind out
+    for frame in anonymizer.stream(frames): # a video's frames, with tracking and gap filling
+        ...
+    anonymizer.anonymize_file("clip.mp4", "clip_anonymized.mp4")
+
+``import dp2`` is light: the names below load their modules on first use.
+"""
 __version__ = "0.1.0"
 
-__all__ = ["anonymize_dataset"]
+__all__ = ["ExportError", "Pipeline", "Result", "RunOptions", "anonymize_dataset", "anonymize_file",
+           "anonymize_folder", "load"]
+
+_API = {"ExportError", "Pipeline", "Result", "anonymize_file", "anonymize_folder", "load"}
 
 
 def __getattr__(name: str):
@@ -10,4 +25,12 @@ def __getattr__(name: str):
         from .distributed.ray_backend import anonymize_dataset
 
         return anonymize_dataset
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    if name == "RunOptions":
+        from .options import RunOptions
+
+        return RunOptions
     raise AttributeError(f"module 'dp2' has no attribute {name!r}")
