@@ -191,7 +191,7 @@ def _from_chw(result: torch.Tensor, kind: str, device: Any) -> Any:
     if kind == "pil":
         from PIL import Image
 
-        return Image.fromarray(array, mode="RGB")
+        return Image.fromarray(array)  # [H, W, 3] uint8: RGB
     return array
 
 
@@ -394,9 +394,9 @@ class Pipeline:
         """
         from .dataset import check_file_run
 
+        run_options = self._options_for(options)
         src, dst = Path(input), Path(output)
         kind = _file_kind(src)
-        run_options = self._options_for(options)
         suffixes = IMAGE_SUFFIXES if kind is InputKind.IMAGE else VIDEO_SUFFIXES
         if dst.suffix.lower() not in suffixes:
             raise ValueError(f"{dst}: the output suffix must be one of {', '.join(suffixes)}")
