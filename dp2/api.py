@@ -313,7 +313,9 @@ class Pipeline:
         from .generation.latents import LatentSampler
 
         if self._image_run is None:
-            self._image_run, _ = self._context(InputKind.IMAGE, self.options.replace(export_detections=None))
+            # Video-only options given to load() are for streams and videos, not for still images.
+            still = self.options.replace(export_detections=None, start_time=None, end_time=None, fps=None)
+            self._image_run, _ = self._context(InputKind.IMAGE, still)
         self._image_run.process.next_seed = LatentSampler(self.options.seed).next_seed
         return self._image_run
 

@@ -516,7 +516,7 @@ def dataset_job(config_path: str | Path, input_dir: str | Path, output_dir: str 
         if value and Path(value).is_file():
             changes[name] = str(Path(value).resolve())
     # Options of the driver only: a worker builds a plain folder run.
-    options = options.replace(export_detections=None, **changes)
+    options = options.replace(**{**changes, "export_detections": None})
     try:
         config = str(resolve_config(config_path).resolve())
     except ConfigNameError:

@@ -309,3 +309,8 @@ def test_importing_dp2_and_its_api_is_light():
                             env={"PYTHONPATH": str(REPO), "PATH": ""})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_video_options_given_to_load_do_not_stop_still_images(fixed_config):
+    pipeline = dp2.load(fixed_config, end_time=2.0, temporal_fill=2)
+    assert _masked(pipeline(make_image(64, 80)).image)
