@@ -314,3 +314,18 @@ def test_importing_dp2_and_its_api_is_light():
 def test_video_options_given_to_load_do_not_stop_still_images(fixed_config):
     pipeline = dp2.load(fixed_config, end_time=2.0, temporal_fill=2)
     assert _masked(pipeline(make_image(64, 80)).image)
+
+
+def test_the_run_layer_and_the_api_never_import_click():
+    """Click belongs to dp2.cli: the run layer and the API raise RunUsageError, which the CLI maps."""
+    import ast
+
+    from helpers import REPO
+
+    for name in ("run.py", "options.py", "api.py"):
+        tree = ast.parse((REPO / "dp2" / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):  # lazy imports too
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(m == "click" or m.startswith("click.") or m.endswith("cli") for m in modules), \
+                f"dp2/{name} imports {modules}"
