@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from .runner import LoopStats
     from .structures import Detections, Frame
 
-__all__ = ["ExportError", "FileResult", "FolderRunResult", "Pipeline", "Result", "Stream", "anonymize_file",
+__all__ = ["ExportError", "FileResult", "FolderRunResult", "Pipeline", "Result", "RunOptions", "RunUsageError", "Stream",
+           "anonymize_file",
            "anonymize_folder", "load",
            # older helpers, kept working
            "anonymize_array", "anonymize_arrays", "build_anonymizer", "load_anonymizer_config"]

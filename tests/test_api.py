@@ -329,3 +329,18 @@ def test_the_run_layer_and_the_api_never_import_click():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(m == "click" or m.startswith("click.") or m.endswith("cli") for m in modules), \
                 f"dp2/{name} imports {modules}"
+
+
+def test_anonymize_file_video_keeps_the_audio_and_every_frame(tmp_path, fixed):
+    import av
+
+    from media_factory import N, make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4")
+    result = fixed.anonymize_file(clip, tmp_path / "out.mp4")
+    assert result.stats.frames == N and result.stats.detections == {"faces": N}
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert len(container.streams.audio) == 1, "the audio track is copied"
+    frames = decoded(tmp_path / "out.mp4")
+    x0, y0, x1, y1 = BOX
+    assert len(frames) == N and all(f[y0 + 2:y1 - 2, x0 + 2:x1 - 2].max() < 40 for f in frames)
