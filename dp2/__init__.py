@@ -10,10 +10,24 @@ Layers, lowest first. A module imports its own layer and those below, never one 
     runner                 the one frame loop for images, video and webcam
     run                    a run from a config plus options (dp2.run, dp2.dataset)
     cli, api, distributed  the command, the Python API, Ray; only ``python -m dp2`` imports dp2.cli
+
+The Python API (:mod:`dp2.api`)::
+
+    import dp2
+    anonymizer = dp2.load("traditional/face/gaussian", device="cpu")
+    result = anonymizer(image)              # NumPy, PIL or torch in, the same kind out
+    for frame in anonymizer.stream(frames): # a video's frames, with tracking and gap filling
+        ...
+    anonymizer.anonymize_file("clip.mp4", "clip_anonymized.mp4")
+
+``import dp2`` is light: the names below load their modules on first use.
 """
 __version__ = "0.1.0"
 
-__all__ = ["anonymize_dataset"]
+__all__ = ["ExportError", "Pipeline", "Result", "RunOptions", "anonymize_dataset", "anonymize_file",
+           "anonymize_folder", "load"]
+
+_API = {"ExportError", "Pipeline", "Result", "anonymize_file", "anonymize_folder", "load"}
 
 
 def __getattr__(name: str):
@@ -22,4 +36,12 @@ def __getattr__(name: str):
         from .distributed.ray_backend import anonymize_dataset
 
         return anonymize_dataset
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    if name == "RunOptions":
+        from .options import RunOptions
+
+        return RunOptions
     raise AttributeError(f"module 'dp2' has no attribute {name!r}")

@@ -132,7 +132,7 @@ def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str
     from .io.overlap import BackgroundWriter, prefetch
     from .io.sources import array_frames
     from .io.video import VideoReader, VideoWriter
-    from .runner import run_frames
+    from .runner import VIDEO_DETECT_AHEAD, run_frames
     from .structures import Frame
 
     with VideoReader(src, start_time=ctx.start_time, end_time=ctx.end_time, fps=ctx.fps) as reader:
@@ -166,7 +166,7 @@ def anonymize_video_file(src: Path, dst: Path, ctx: RunContext, source_name: str
                     return True
 
                 stats = run_frames(all_frames(), ctx.process, emit, source_name=source_name, progress=bar,
-                                   temporal=ctx.temporal(), detect_ahead=2)
+                                   temporal=ctx.temporal(), detect_ahead=VIDEO_DETECT_AHEAD)
         finally:
             if bar is not None:
                 bar.close()
@@ -496,8 +496,8 @@ class DatasetJob:
 
     Attributes:
         input_dir, output_dir: absolute folders (on a cluster, a filesystem every node mounts).
-        params: the command's parameters by name (``dp2.cli.main``: ``config_path``,
-            ``max_res``, ``seed`` ...), paths absolute.
+        params: ``config_path``, ``options`` (:meth:`dp2.run.RunOptions.to_dict`, paths
+            absolute) and the logging switches ``quiet``, ``verbose``, ``debug``.
     """
 
     input_dir: str
@@ -506,11 +506,11 @@ class DatasetJob:
 
     @property
     def resume(self) -> bool:
-        return bool(self.params.get("resume", True))
+        return bool(self.params.get("options", {}).get("resume", True))
 
     @property
     def max_retries(self) -> int:
-        return int(self.params.get("max_retries", 2))
+        return int(self.params.get("options", {}).get("max_retries", 2))
 
 
 class DatasetWorker:

@@ -15,7 +15,7 @@ from .structures import Detections, FaceDetections, Frame
 from .tracking import BoxTracker, ShotCutDetector, TemporalFiller, TrackSeeds
 from .visualize import draw_detections
 
-__all__ = ["FrameProcessor", "LoopStats", "TemporalStage", "run_frames"]
+__all__ = ["FrameProcessor", "LoopStats", "TemporalStage", "VIDEO_DETECT_AHEAD", "process_frames", "run_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -174,31 +174,40 @@ class _SeedAdapter:
         self.next_seed = next_seed
 
 
-def run_frames(frames: Iterable[Frame], process: FrameProcessor,
-               emit: Callable[[Frame, torch.Tensor], bool | None], *, source_name: str | None = None,
-               progress=None, temporal: TemporalStage | None = None, detect_ahead: int = 0) -> LoopStats:
-    """Process every frame and hand each result to ``emit``; ``emit`` returning False stops the loop.
+#: Frames the video path detects ahead of anonymizing (in a background thread); streams use it too.
+VIDEO_DETECT_AHEAD = 2
+
+
+def process_frames(frames: Iterable[Frame], process: FrameProcessor, *, source_name: str | None = None,
+                   progress=None, temporal: TemporalStage | None = None, detect_ahead: int = 0,
+                   stats: LoopStats | None = None) -> Iterator[tuple[Frame, Detections, torch.Tensor]]:
+    """The one frame loop: yields ``(frame, detections, result)`` for every frame, in order.
+
+    ``detections`` are what was anonymized in the frame (with ``temporal``, boxes filled in
+    detection gaps included). Closing the generator early stops the loop without flushing the
+    frames ``temporal`` holds back (as a window closed by the user does).
 
     Args:
         frames: the stream (image, video or webcam frames).
-        process: turns a frame into (result, detections).
-        emit: consumer of results (file writer, video encoder, window).
+        process: turns a frame into detections and a result.
         source_name: name used to match/record detections (defaults to ``frame.source``).
         progress: optional tqdm-like object updated once per frame.
         temporal: tracking / gap filling for videos and webcams (frames may be released late).
         detect_ahead: run the detector in a background thread up to this many frames ahead of
             anonymizing (0 = in this thread). Results are the same; on a video the detector then
             overlaps with the filters and tracking (a live stream should keep 0: no added latency).
+        stats: counts to add to (frames, detections, gap fills, shot cuts, seconds); they are
+            complete once the generator is exhausted or closed.
     """
-    stats = LoopStats()
+    stats = stats if stats is not None else LoopStats()
     start = time.perf_counter()
 
-    def finish(frame: Frame, dets: Detections, seeds) -> bool:
+    def finish(frame: Frame, dets: Detections, seeds) -> tuple[Frame, Detections, torch.Tensor]:
         stats.add(dets)
         process.record(frame, dets, source_name)
         if progress is not None:
             progress.update(1)
-        return emit(frame, process.render(frame, dets, seeds)) is not False
+        return frame, dets, process.render(frame, dets, seeds)
 
     def detected() -> Iterator[tuple[Frame, Detections]]:
         for position, frame in enumerate(frames):
@@ -206,20 +215,35 @@ def run_frames(frames: Iterable[Frame], process: FrameProcessor,
             yield frame, process.detections(frame, source_name, fast=fast)
 
     stream = prefetch(detected(), size=detect_ahead) if detect_ahead > 0 else detected()
-    stopped = False
     try:
-        for frame, dets in stream:
-            ready = temporal.push(frame, dets) if temporal is not None else [(frame, dets, None)]
-            if not all(finish(*item) for item in ready):
-                stopped = True
+        try:
+            for frame, dets in stream:
+                ready = temporal.push(frame, dets) if temporal is not None else [(frame, dets, None)]
+                for item in ready:
+                    yield finish(*item)
+        finally:
+            stream.close()
+        if temporal is not None:
+            for item in temporal.flush():
+                yield finish(*item)
+    finally:
+        if temporal is not None:
+            stats.filled, stats.shot_cuts = temporal.stats.filled, temporal.stats.shot_cuts
+        stats.seconds = time.perf_counter() - start
+
+
+def run_frames(frames: Iterable[Frame], process: FrameProcessor,
+               emit: Callable[[Frame, torch.Tensor], bool | None], *, source_name: str | None = None,
+               progress=None, temporal: TemporalStage | None = None, detect_ahead: int = 0) -> LoopStats:
+    """Process every frame (:func:`process_frames`) and hand each result to ``emit``; ``emit``
+    returning False stops the loop. Returns the loop's counts."""
+    stats = LoopStats()
+    loop = process_frames(frames, process, source_name=source_name, progress=progress, temporal=temporal,
+                          detect_ahead=detect_ahead, stats=stats)
+    try:
+        for frame, _, result in loop:
+            if emit(frame, result) is False:
                 break
     finally:
-        stream.close()
-    if temporal is not None and not stopped:
-        for item in temporal.flush():
-            if not finish(*item):
-                break
-    if temporal is not None:
-        stats.filled, stats.shot_cuts = temporal.stats.filled, temporal.stats.shot_cuts
-    stats.seconds = time.perf_counter() - start
+        loop.close()
     return stats

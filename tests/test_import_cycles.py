@@ -172,7 +172,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("stages", ("dp2.stages",)),
     ("anonymizer", ("dp2.anonymizer",)),
     ("frame loop", ("dp2.runner",)),
-    ("run", ("dp2.run", "dp2.dataset")),
+    ("run", ("dp2.run", "dp2.options", "dp2.dataset")),
     ("entry points", ("dp2.cli", "dp2.cli_weights", "dp2.api", "dp2.distributed", "dp2.__main__", "dp2")),
 )
 
@@ -186,12 +186,6 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {
     ("dp2.weights", "dp2.generation.deep_privacy1"):
         "load_generator_state knows DeepPrivacy1's checkpoint layout; it belongs in dp2.generation, "
         "but tests import it from dp2.weights",
-    ("dp2.run", "dp2.cli"):
-        "the run layer reads the option defaults from the Click command until the typed run options "
-        "replace them (issue 12, item 1)",
-    ("dp2.run", "dp2.api"):
-        "config loading and building the anonymizer live in dp2.api until they move into the run "
-        "layer (issue 12, item 2)",
 }
 
 

@@ -90,15 +90,16 @@ def anonymize_dataset(config: str | Path, input_dir: str | Path, output_dir: str
         OutputBusyError: another run holds the output folder.
         WorkerSetupError: the workers could not build the pipeline.
     """
-    from ..api import load_anonymizer_config
-    from ..run import dataset_job, folder_run_params
+    from ..run import RunOptions, dataset_job, load_anonymizer_config
 
-    params = folder_run_params(config, input_dir, output_dir, opts=tuple(overrides), seed=seed,
-                               max_retries=max_retries, resume=resume, **options)
-    load_anonymizer_config(params["config_path"], params["opts"])  # config errors here, not in every worker
-    return run_dataset(dataset_job(params), address=address, num_workers=num_workers,
-                       num_gpus_per_worker=num_gpus_per_worker, num_cpus_per_worker=num_cpus_per_worker,
-                       batch_size=batch_size, on_record=on_record)
+    if options.get("export_detections") is not None:
+        raise TypeError("export_detections does not combine with Ray (workers run in other processes)")
+    run_options = RunOptions.from_dict({"opts": tuple(overrides), "seed": seed, "max_retries": max_retries,
+                                        "resume": resume, **options})
+    load_anonymizer_config(config, run_options.opts)  # config errors here, not in every worker
+    return run_dataset(dataset_job(config, input_dir, output_dir, run_options), address=address,
+                       num_workers=num_workers, num_gpus_per_worker=num_gpus_per_worker,
+                       num_cpus_per_worker=num_cpus_per_worker, batch_size=batch_size, on_record=on_record)
 
 
 def run_dataset(job: DatasetJob, *, address: str | None = None, num_workers: int | None = None,
@@ -185,12 +186,13 @@ def _placement(job: DatasetJob, num_workers: int | None, num_gpus: float | None,
                resources: Mapping[str, float]) -> tuple[DatasetJob, int, float]:
     """Workers and GPUs per worker, defaulting to what the cluster has; CPU workers get device cpu."""
     gpus = resources.get("GPU", 0)
-    device = job.params.get("device")
+    options = job.params.get("options", {})
+    device = options.get("device")
     if num_gpus is None:
         num_gpus = 1.0 if gpus >= 1 and not (device or "").startswith("cpu") else 0.0
     if num_gpus == 0 and device is None:
         # A worker without a GPU slot must not pick up a GPU of its node on its own.
-        job = replace(job, params={**job.params, "device": "cpu"})
+        job = replace(job, params={**job.params, "options": {**options, "device": "cpu"}})
     if num_workers is None:
         slots = gpus / num_gpus if num_gpus > 0 else resources.get("CPU", 1) / num_cpus
         num_workers = max(1, int(slots))
@@ -245,15 +247,14 @@ class _RayWorker:
     """Ray Data's callable class: one per actor, holding the built pipeline."""
 
     def __init__(self, job: DatasetJob) -> None:
-        import click
-
         from ..config import ConfigError
+        from ..options import RunUsageError
 
         self.worker: DatasetWorker | None = None
         self.fatal: dict[str, Any] | None = None
         try:
             self.worker = DatasetWorker(job)
-        except click.ClickException as e:
+        except RunUsageError as e:
             self.fatal = {"message": e.format_message(), "usage": True}
         except ConfigError as e:
             self.fatal = {"message": str(e), "usage": True}

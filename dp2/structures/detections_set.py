@@ -41,3 +41,22 @@ class Detections:
 
     def __len__(self) -> int:
         return sum(len(v) for _, v in self.items())
+
+    def to_dict(self) -> dict:
+        """The ``--export-detections`` record: ``{"size_hw": [H, W], "faces": [{"box", "score",
+        "landmarks"?}, ...]}`` plus ``persons`` / ``cse_persons`` boxes (see :mod:`dp2.structures.serialize`)."""
+        from .serialize import detections_to_dict
+
+        return detections_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict, size_hw: tuple[int, int] | None = None) -> "Detections":
+        """Detections from a record (:meth:`to_dict`, or an item of an ``--export-detections`` file),
+        checked as untrusted input; faces only (person masks are not stored).
+
+        Raises:
+            ValueError: the record is malformed, or made for another ``size_hw``.
+        """
+        from .serialize import detections_from_dict
+
+        return detections_from_dict(record, size_hw, extra_keys=("source", "frame", "time_s"))
