@@ -139,7 +139,10 @@ class CSEDetector(LazyModelDetector):
         model = build_cse_model(self.config)
         load_cse_weights(model, arrays, name=str(path))
         logger.info("DensePose CSE detector: weights %s on %s", path, self.device)
-        model = model.to(self.device)
+        return self._prepare(model.to(self.device))
+
+    def _prepare(self, model: CSEModel) -> CSEModel:
+        """Apply the speed options (``optimize``, ``compile``) to a loaded model."""
         if self.optimize:
             optimize_for_inference_(model, entry=model.backbone, fold_bn=False)
         if self.compile:
