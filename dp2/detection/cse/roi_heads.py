@@ -39,6 +39,10 @@ def multilevel_roi_align(features: list[torch.Tensor], boxes: torch.Tensor, stri
         float [R, C, output_size, output_size].
     """
     rois = torch.cat([boxes.new_zeros(boxes.shape[0], 1), boxes], dim=1)  # [R, 5], batch index 0
+    # Pool in float32 whatever the feature dtype (bf16 under autocast): box coordinates in bf16
+    # would be off by up to 4 px at 1000 px. A no-op for float32 features.
+    features = [f.float() for f in features]
+    rois = rois.float()
     if len(features) == 1:
         return roi_align(features[0], rois.to(features[0].dtype), output_size, 1.0 / strides[0],
                          sampling_ratio, aligned=False)

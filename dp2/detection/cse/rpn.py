@@ -148,7 +148,7 @@ class RPN(nn.Module):
                 raise ValueError(f"one image at a time, got batch size {feat.shape[0]}")
             logits, deltas = self.rpn_head(feat)
             num_a, (h, w) = self.anchor_generator.num_anchors, feat.shape[-2:]
-            logits = logits.permute(0, 2, 3, 1).flatten()  # [H*W*A], (y, x, a) order
+            logits = logits.permute(0, 2, 3, 1).flatten().float()  # [H*W*A], (y, x, a) order; fp32 under autocast
             deltas = deltas.view(num_a, 4, h, w).permute(2, 3, 0, 1).reshape(-1, 4)  # [H*W*A, 4]
             anchors = self.anchor_generator.grid_anchors(level, (h, w))
             k = min(self.pre_nms_topk, logits.numel())
