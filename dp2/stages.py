@@ -243,10 +243,13 @@ def latents(generator: Generator, seeds: list[int], options: SynthesisOptions, d
 
 
 def _generate(generator: Generator, img, mask, latent, conditions, options: SynthesisOptions, device) -> torch.Tensor:
-    """Run the generator (fp16 autocast on CUDA with --amp) and map to float [0, 255]."""
-    use_amp = options.amp and device.type == "cuda"
-    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-        generated = generator(img, mask, latent, **conditions)
+    """Run the generator in the run's precision (fp16 autocast on CUDA with --amp), compiled with
+    --compile (:mod:`dp2.generation.compile`), and map to float [0, 255]."""
+    from .generation.compile import resolve_precision, run_generator
+
+    precision = resolve_precision(options.precision, amp=options.amp, device=device)
+    generated = run_generator(generator, img, mask, latent, conditions, precision=precision,
+                              compile=options.compile)
     return ((generated.float() + 1) / 2).clamp(0, 1) * 255
 
 
