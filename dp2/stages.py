@@ -249,7 +249,7 @@ def _generate(generator: Generator, img, mask, latent, conditions, options: Synt
 
     precision = resolve_precision(options.precision, amp=options.amp, device=device)
     generated = run_generator(generator, img, mask, latent, conditions, precision=precision,
-                              compile=options.compile)
+                              compile=options.compile, background=options.compile_in_background)
     return ((generated.float() + 1) / 2).clamp(0, 1) * 255
 
 

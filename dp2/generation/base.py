@@ -34,6 +34,8 @@ class SynthesisOptions:
             :func:`dp2.generation.compile.resolve_precision`).
         compile: ``--compile``: run generators compiled by ``torch.compile`` (inductor, fp32 math;
             within 1 uint8 level of eager); falls back to eager with one warning.
+        compile_in_background: with ``compile``, compile in a background thread while the
+            generator keeps running eagerly, then switch (``--webcam``: no frozen frames).
     """
 
     truncation_value: float = 0.0
@@ -41,6 +43,7 @@ class SynthesisOptions:
     amp: bool = True
     precision: str | None = None
     compile: bool = False
+    compile_in_background: bool = False
 
 
 

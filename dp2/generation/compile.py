@@ -118,7 +118,13 @@ class _Compiled:
 
     def __init__(self) -> None:
         self.functions: dict[str, Callable] = {}
+        # Background compiles, per (precision, padded rows): finished / started. ``busy`` is held
+        # while a compiled forward runs, so the caller never enters dynamo while it compiles.
+        self.ready: set[tuple[str, int]] = set()
+        self.pending: set[tuple[str, int]] = set()
+        self.busy = threading.Lock()
         self.failed = False
+        self.channels_last = False
 
 
 def _state(generator: torch.nn.Module) -> _Compiled:
@@ -170,8 +176,43 @@ def _channels_last(x):
     return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
 
 
+def _compile_in_background(generator, precision: str, device: torch.device, args) -> None:
+    """Compile for ``args`` (already padded) in a daemon thread; calls meanwhile run eagerly."""
+    state = _state(generator)
+    key = (precision, args[0].shape[0])
+    with _lock:
+        if key in state.pending or state.failed:
+            return
+        state.pending.add(key)
+    fn = _compiled_forward(generator, precision, device)
+    if fn is None:
+        return
+    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args[:3]) + (
+        {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in args[3].items()},)
+
+    def work() -> None:
+        try:
+            with state.busy, torch.inference_mode():
+                fn(*args)
+        except Exception as e:  # noqa: BLE001 - any compiler failure: stay eager
+            state.failed = True
+            _warn_once("failed", "--compile: compiling %s failed (%s); it runs eagerly (slower, same pixels)",
+                       type(generator).__name__, type(e).__name__)
+        else:
+            state.ready.add(key)
+            logger.info("%s compiled (%s, batch %d); switching from eager", type(generator).__name__, *key)
+
+    threading.Thread(target=work, name="dp2-compile", daemon=True).start()
+
+
+def _padded(n: int, img, mask, latent, conditions):
+    rows = 1 << max(n - 1, 0).bit_length()  # next power of two: few shapes to compile
+    return (_pad_rows(img, rows), _pad_rows(mask, rows), _pad_rows(latent, rows),
+            {k: _pad_rows(v, rows) for k, v in conditions.items()})
+
+
 def run_generator(generator: torch.nn.Module, img: torch.Tensor, mask: torch.Tensor, latent, conditions: dict,
-                  *, precision: str = "fp32", compile: bool = False) -> torch.Tensor:
+                  *, precision: str = "fp32", compile: bool = False, background: bool = False) -> torch.Tensor:
     """``generator(img, mask, latent, **conditions)`` in the given precision, compiled or not.
 
     Args:
@@ -179,6 +220,8 @@ def run_generator(generator: torch.nn.Module, img: torch.Tensor, mask: torch.Ten
         img, mask, latent, conditions: as ``Generator.forward`` takes them (batch N).
         precision: ``"fp32"`` (exact), ``"bf16"`` or ``"fp16"`` (autocast with channels_last).
         compile: run the forward compiled by inductor (falls back to eager with one warning).
+        background: with ``compile``, compile in a background thread and run eagerly until it is
+            done (live streams: no frame waits for the compiler).
 
     Returns:
         float32 [N, 3, H, W].
@@ -188,26 +231,39 @@ def run_generator(generator: torch.nn.Module, img: torch.Tensor, mask: torch.Ten
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "fp32":
         state = _state(generator)
-        if not getattr(state, "channels_last", False):
+        if not state.channels_last:
             generator.to(memory_format=torch.channels_last)
             state.channels_last = True
         img, mask = _channels_last(img), _channels_last(mask)
         conditions = {k: _channels_last(v) for k, v in conditions.items()}
-    fn = _compiled_forward(generator, precision, device) if compile else None
-    if fn is None:
-        return _forward(generator, precision, device)(img, mask, latent, conditions).float()
+    eager = _forward(generator, precision, device)
+    if not compile or _state(generator).failed:
+        return eager(img, mask, latent, conditions).float()
     n = img.shape[0]
-    rows = 1 << max(n - 1, 0).bit_length()  # next power of two: few shapes to compile
-    args = (_pad_rows(img, rows), _pad_rows(mask, rows), _pad_rows(latent, rows),
-            {k: _pad_rows(v, rows) for k, v in conditions.items()})
+    args = _padded(n, img, mask, latent, conditions)
+    state = _state(generator)
+    if background:
+        if (precision, args[0].shape[0]) not in state.ready:
+            _compile_in_background(generator, precision, device, args)
+            return eager(img, mask, latent, conditions).float()
+        if not state.busy.acquire(blocking=False):  # another shape is compiling: stay eager meanwhile
+            return eager(img, mask, latent, conditions).float()
+        fn = state.functions[precision]
+    else:
+        fn = _compiled_forward(generator, precision, device)
+        if fn is None:
+            return eager(img, mask, latent, conditions).float()
     try:
         out = fn(*args)
     except Exception as compiled_error:  # noqa: BLE001 - any compiler failure falls back to eager
-        out = _forward(generator, precision, device)(img, mask, latent, conditions)  # bad inputs raise here
+        out = eager(img, mask, latent, conditions)  # bad inputs raise here
         _state(generator).failed = True
         _warn_once("failed",
                    "--compile: compiling %s failed (%s: %s); it runs eagerly (slower, same pixels)",
                    type(generator).__name__, type(compiled_error).__name__,
                    str(compiled_error).strip().splitlines()[0][:200] if str(compiled_error).strip() else "")
         return out.float()
+    finally:
+        if background:
+            state.busy.release()
     return out[:n].float()

@@ -38,17 +38,31 @@ _TINY = textwrap.dedent('''
     img, mask, lat = torch.rand(3, 3, 8, 8, generator=g), torch.ones(3, 1, 8, 8), torch.randn(3, 4, generator=g)
     with torch.inference_mode():
         ref = G(img, mask, lat)
-        for _ in range(3):
-            assert torch.equal(gc.run_generator(G, img, mask, lat, {}, compile=True), ref)
+        if sys.argv[1] == "background":  # eager until the thread has compiled, then compiled
+            assert torch.equal(gc.run_generator(G, img, mask, lat, {}, compile=True, background=True), ref)
+            import threading
+            for t in threading.enumerate():
+                if t.name == "dp2-compile":
+                    t.join(240)
+            assert G._dp2_compiled.ready == {("fp32", 4)}, G._dp2_compiled.ready
+            out = gc.run_generator(G, img, mask, lat, {}, compile=True, background=True)
+            assert (out - ref).abs().max() < 1e-5
+            print("compiled", not torch.equal(out, ref) or "same")
+        else:
+            for _ in range(3):
+                assert torch.equal(gc.run_generator(G, img, mask, lat, {}, compile=True), ref)
     print("failed", G._dp2_compiled.failed, "dynamo", "torch._dynamo" in sys.modules)
 ''')
 
 
-def _run_without_compiler(mode: str, tmp_path) -> str:
+def _run_without_compiler(mode: str, tmp_path, hide_compiler: bool = True) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("CXX", "CC", "TORCHINDUCTOR_CACHE_DIR")}
-    bare = tmp_path / "bin"  # PATH holds no C++ compiler (nor anything else)
-    bare.mkdir()
-    env.update(PATH=str(bare), DP2_COMPILE_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(REPO))
+    env["PYTHONPATH"] = str(REPO)
+    if hide_compiler:  # and an empty compile cache: nothing compiled earlier can be reused
+        env["DP2_COMPILE_CACHE_DIR"] = str(tmp_path / "cache")
+        bare = tmp_path / "bin"  # PATH holds no C++ compiler (nor anything else)
+        bare.mkdir()
+        env["PATH"] = str(bare)
     proc = subprocess.run([sys.executable, "-c", _TINY, mode], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -69,6 +83,12 @@ def test_failing_compilation_runs_eagerly_with_one_warning(tmp_path):
     warnings = [line for line in out.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 1 and "compiling Tiny failed" in warnings[0], out
     assert "failed True dynamo True" in out
+
+
+@pytest.mark.slow
+def test_background_compile_runs_eagerly_until_ready(tmp_path):
+    out = _run_without_compiler("background", tmp_path, hide_compiler=False)  # the persistent cache
+    assert "failed False" in out and "WARNING" not in out, out
 
 
 def test_classic_configs_import_no_compiler(tmp_path):
