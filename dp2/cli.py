@@ -367,7 +367,15 @@ def _list_configs(ctx: click.Context, param: click.Parameter, value: bool) -> No
               help="Reuse detections stored per image content and detector settings (JSON, no pickle).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Folder for --cache. Default: $DP2_CACHE_DIR or ~/.cache/dp2/detections.")
-@click.option("--amp/--no-amp", default=True, help="Mixed precision for generators on CUDA (no effect on CPU).")
+@click.option("--amp/--no-amp", default=True,
+              help="DeepPrivacy2's mixed precision: fp16 generators on CUDA (no effect on CPU). --precision overrides it.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="Generators' precision. fp32 reproduces DeepPrivacy2's pixels; bf16/fp16 (autocast, channels_last) "
+                   "are faster and change generated faces by some levels. Default: fp16 on CUDA with --amp, else fp32.")
+@click.option("--compile/--no-compile", "compile", default=None,
+              help="Run generators compiled by torch.compile (within 1 level of eager; the first use compiles, tens of "
+                   "seconds, cached in ~/.cache/dp2/inductor). Default: on for videos, folders and --webcam, off for "
+                   "one image. Without a C++ compiler generators run eagerly, with a warning.")
 @click.option("-t", "--truncation_value", type=click.FloatRange(0, 1), default=None,
               help="Truncation: 0 = average identity (DeepPrivacy2's default), 1 = most diverse.")
 @click.option("--track", is_flag=True, help="Keep one identity per tracked person in videos.")
@@ -437,7 +445,7 @@ def _list_configs(ctx: click.Context, param: click.Parameter, value: bool) -> No
 def main(ctx: click.Context, config_path: Path, input_path: Path | None, output_path: Path | None, visualize: bool,
          max_res: int | None, start_time: float | None, end_time: float | None, fps: float | None,
          dst: float | None, visualize_detection: bool, multi_modal_truncation: bool, cache: bool,
-         cache_dir: Path | None, amp: bool, truncation_value: float | None, track: bool,
+         cache_dir: Path | None, amp: bool, precision: str | None, compile: bool | None, truncation_value: float | None, track: bool,
          temporal_fill: int | None, full_detection_every: int | None, seed: int,
          person_generator: str | None, cse_person_generator: str | None, webcam: int | None, resume: bool,
          opts: tuple[str, ...],

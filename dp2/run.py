@@ -45,6 +45,8 @@ logger = logging.getLogger("dp2")
 # Videos: the detector's full mode every this many frames by default (bench/bench_deface.py).
 AUTO_FULL_DETECTION_EVERY = 6
 DEFAULT_TEMPORAL_FILL = 5  # videos; 0 for --webcam
+# Inputs long enough to pay for compiling the generators (--compile's default).
+_LONG_RUNS = (InputKind.VIDEO, InputKind.FOLDER, InputKind.WEBCAM)
 
 
 @dataclass
@@ -370,20 +372,32 @@ def build_run_context(cfg, params: Mapping[str, Any], kind: InputKind | None, *,
             raise click.BadParameter(f"cannot use {root} as the cache folder ({e.strerror or e})",
                                      param_hint="--cache-dir") from e
     sampler = LatentSampler(p.seed)
+    compile_generators = p.compile if p.compile is not None else kind in _LONG_RUNS
     options = SynthesisOptions(truncation_value=p.truncation_value or 0.0,
-                               multi_modal_truncation=p.multi_modal_truncation, amp=p.amp)
+                               multi_modal_truncation=p.multi_modal_truncation, amp=p.amp, precision=p.precision,
+                               compile=bool(compile_generators) and anonymizer.uses_latent,
+                               compile_in_background=kind is InputKind.WEBCAM)
     process = FrameProcessor(anonymizer, next_seed=sampler.next_seed, options=options,
                              visualize_detections=p.visualize_detection, cache=store, given=given, export=export)
     digest = _settings_digest(cfg, seed=p.seed, t=p.truncation_value, mt=p.multi_modal_truncation, max_res=p.max_res,
                               st=p.start_time, et=p.end_time, fps=p.fps, codec=p.codec, crf=p.crf,
                               lossless=p.lossless, temporal_fill=p.temporal_fill, track=p.track,
                               vd=p.visualize_detection, full_detection_every=every, keep_metadata=p.keep_metadata,
-                              detections=p.detections_file)
+                              detections=p.detections_file, **_precision_setting(p.precision, p.amp, anonymizer))
     run = RunContext(process=process, max_res=p.max_res, keep_metadata=p.keep_metadata, visualize=p.visualize,
                      start_time=p.start_time, end_time=p.end_time, fps=p.fps, codec=p.codec, crf=p.crf,
                      lossless=p.lossless, temporal_fill=gap, track=p.track, seed=p.seed, resume=p.resume,
                      full_detection_every=every, max_retries=p.max_retries, settings_sha256=digest)
     return run, export
+
+
+def _precision_setting(precision: str | None, amp: bool, anonymizer: Anonymizer) -> dict[str, str]:
+    """``--precision`` for the settings hash when it changes the pixels from the default (so runs
+    made before the option keep their hash)."""
+    from .generation.compile import resolve_precision
+
+    chosen = resolve_precision(precision, amp=amp, device=anonymizer.device)
+    return {} if chosen == resolve_precision(None, amp=amp, device=anonymizer.device) else {"precision": chosen}
 
 
 def _settings_digest(cfg, **options) -> str:
