@@ -235,6 +235,9 @@ def run_generator(generator: torch.nn.Module, img: torch.Tensor, mask: torch.Ten
     device = img.device
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        _warn_once("fp16-cpu", "--precision fp16 on the CPU is fast only with AVX512-FP16 / AMX-FP16 (without them "
+                               "it runs far slower than fp32); bf16 is the CPU choice")
     if precision != "fp32":
         state = _state(generator)
         if not state.channels_last:
