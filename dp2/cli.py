@@ -262,6 +262,8 @@ def _run_option(name: str) -> Callable:
             if spec.max_open:
                 bounds["max_open"] = True
             kwargs["type"] = kind(**bounds)
+        elif spec.choices is not None:
+            kwargs["type"] = click.Choice(spec.choices)
         elif spec.type is not str:
             kwargs["type"] = spec.type
     return click.option(*spec.decls, name, **kwargs)
@@ -288,7 +290,8 @@ def _run_options(*names: str) -> Callable:
                    "<dir>_anonymized/ next to a folder. An input is never overwritten.")
 @click.option("-v", "--visualize", is_flag=True, help="Show results in a window (image: u re-samples, q quits).")
 @_run_options("max_res", "start_time", "end_time", "fps", "dst", "visualize_detection", "multi_modal_truncation",
-              "cache", "cache_dir", "amp", "truncation_value", "track", "temporal_fill", "full_detection_every",
+              "cache", "cache_dir", "amp", "precision", "compile",
+              "truncation_value", "track", "temporal_fill", "full_detection_every",
               "seed", "person_generator", "cse_person_generator")
 @click.option("--webcam", type=int, is_flag=False, flag_value=0, default=None, metavar="[INDEX]",
               help="Anonymize a webcam live (device INDEX, default 0); q quits.")

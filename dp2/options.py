@@ -67,6 +67,7 @@ class OptionSpec:
         min, max, min_open, max_open: the range of a number (None = unbounded).
         path: for Path values: ``"file"`` (no folder), ``"dir"`` (no file) or ``"any"``.
         metavar: the value's name in ``--help``.
+        choices: the values a str option accepts (None = any).
     """
 
     decls: tuple[str, ...]
@@ -79,6 +80,7 @@ class OptionSpec:
     max_open: bool = False
     path: str | None = None
     metavar: str | None = None
+    choices: tuple[str, ...] | None = None
 
     @property
     def hint(self) -> str:
@@ -148,7 +150,17 @@ class RunOptions:
         None, "--cache-dir", type=Path, path="any",
         help="Folder for --cache. Default: $DP2_CACHE_DIR or ~/.cache/dp2/detections.")
     amp: bool = _opt(True, "--amp/--no-amp", kind="switch",
-                     help="Mixed precision for generators on CUDA (no effect on CPU).")
+                     help="DeepPrivacy2's mixed precision: fp16 generators on CUDA (no effect on CPU). "
+                          "--precision overrides it.")
+    precision: str | None = _opt(
+        None, "--precision", choices=("fp32", "bf16", "fp16"),
+        help="Generators' precision. fp32 reproduces DeepPrivacy2's pixels; bf16/fp16 (autocast, channels_last) "
+             "are faster and change generated faces by some levels. Default: fp16 on CUDA with --amp, else fp32.")
+    compile: bool | None = _opt(
+        None, "--compile/--no-compile", kind="switch",
+        help="Run generators compiled by torch.compile (within 1 level of eager; the first use compiles, tens of "
+             "seconds, cached in ~/.cache/dp2/inductor). Default: on for videos, folders and --webcam, off for "
+             "one image. Without a C++ compiler generators run eagerly, with a warning.")
     truncation_value: float | None = _opt(
         None, "-t", "--truncation_value", type=float, min=0, max=1,
         help="Truncation: 0 = average identity (DeepPrivacy2's default), 1 = most diverse.")
@@ -216,6 +228,8 @@ class RunOptions:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             spec = f.metadata["cli"]
+            if value is None and f.default is None:
+                continue  # "not given": the run picks the default for its input kind
             try:
                 checked = _check_value(f.name, spec, value)
             except RunUsageError as e:  # name the keyword as given, and the command's spelling
@@ -346,6 +360,8 @@ def _check_value(name: str, spec: OptionSpec, value: Any) -> Any:
     if spec.type is str:
         if not isinstance(value, str):
             raise RunUsageError(f"{value!r} is not a string", hint)
+        if spec.choices is not None and value not in spec.choices:
+            raise RunUsageError(f"{value!r} is not one of {', '.join(map(repr, spec.choices))}.", hint)
         return value
     if spec.type is int:
         if isinstance(value, bool) or not isinstance(value, int):

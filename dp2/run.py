@@ -52,6 +52,8 @@ logger = logging.getLogger("dp2")
 
 _DEVICE_SYNTAX = DEVICE_SYNTAX  # older name
 _temporal_fill = temporal_fill_for  # older name
+# Inputs long enough to pay for compiling the generators (--compile's default).
+_LONG_RUNS = (InputKind.VIDEO, InputKind.FOLDER, InputKind.WEBCAM)
 
 
 @dataclass
@@ -347,8 +349,11 @@ def make_run_context(parts: RunParts, options: RunOptions, kind: InputKind | Non
     except ValueError as e:
         raise RunUsageError(str(e)) from e
     sampler = LatentSampler(p.seed)
+    compile_generators = p.compile if p.compile is not None else kind in _LONG_RUNS
     synthesis = SynthesisOptions(truncation_value=p.truncation_value or 0.0,
-                                 multi_modal_truncation=p.multi_modal_truncation, amp=p.amp)
+                                 multi_modal_truncation=p.multi_modal_truncation, amp=p.amp, precision=p.precision,
+                                 compile=bool(compile_generators) and anonymizer.uses_latent,
+                                 compile_in_background=kind is InputKind.WEBCAM)
     process = FrameProcessor(anonymizer, next_seed=sampler.next_seed, options=synthesis,
                              visualize_detections=p.visualize_detection, cache=parts.cache, given=parts.given,
                              export=export)
@@ -356,7 +361,7 @@ def make_run_context(parts: RunParts, options: RunOptions, kind: InputKind | Non
                               max_res=p.max_res, st=p.start_time, et=p.end_time, fps=p.fps, codec=p.codec, crf=p.crf,
                               lossless=p.lossless, temporal_fill=p.temporal_fill, track=p.track,
                               vd=p.visualize_detection, full_detection_every=every, keep_metadata=p.keep_metadata,
-                              detections=p.detections_file)
+                              detections=p.detections_file, **_precision_setting(p.precision, p.amp, anonymizer))
     run = RunContext(process=process, max_res=p.max_res, keep_metadata=p.keep_metadata, visualize=False,
                      start_time=p.start_time, end_time=p.end_time, fps=p.fps, codec=p.codec, crf=p.crf,
                      lossless=p.lossless, temporal_fill=gap, track=p.track, seed=p.seed, resume=p.resume,
@@ -369,6 +374,15 @@ def build_run_context(cfg, options: RunOptions, kind: InputKind | None, *, confi
     """:func:`build_run_parts` and :func:`make_run_context` in one (a run with one input)."""
     parts = build_run_parts(cfg, options, config_path=config_path, amp_given=amp_given)
     return make_run_context(parts, options, kind, amp_given=amp_given)
+
+
+def _precision_setting(precision: str | None, amp: bool, anonymizer: Anonymizer) -> dict[str, str]:
+    """``--precision`` for the settings hash when it changes the pixels from the default (so runs
+    made before the option keep their hash)."""
+    from .generation.compile import resolve_precision
+
+    chosen = resolve_precision(precision, amp=amp, device=anonymizer.device)
+    return {} if chosen == resolve_precision(None, amp=amp, device=anonymizer.device) else {"precision": chosen}
 
 
 def _settings_digest(cfg, **options) -> str:

@@ -141,8 +141,9 @@ class FaceCropStage:
     Args:
         generator: a generator with ``imsize`` (square) and ``z_channels``.
         expansion: ``"simple"`` (FDF256, ``face.py``) or ``"fdf128"`` (FDF128, DeepPrivacy1).
-        batch_size: most faces per generator call (1 = DP2's loop); None = 16 on CUDA/MPS and 1 on
-            the CPU, where batching was measured to be slower (bench/bench_faces.py).
+        batch_size: most faces per generator call (1 = DP2's loop); None = 16 on CUDA/MPS and on
+            the CPU 1 eagerly (batching was slower, bench/bench_faces.py) or 8 with --compile
+            (faster there, bench/bench_speed.py --batching; padded batches compile at most 4 shapes).
         feather_px: soft paste edge in pixels (0 = DP2's hard paste).
     """
 
@@ -188,7 +189,8 @@ class FaceCropStage:
         write = expand_boxes_by_pixels(boxes, margin)
         device = _device_of(self.generator, image)
         out = image
-        for group in plan_batches(read, write, _batch_size(self.batch_size, device)):
+        cpu = CPU_COMPILED_FACE_BATCH if options.compile else 1
+        for group in plan_batches(read, write, _batch_size(self.batch_size, device, cpu=cpu)):
             idx = torch.tensor(group)
             crops = crop_faces(out, boxes[idx], (side, side), self.expansion,
                                keypoints_xy=None if keypoints is None else keypoints[idx])
@@ -203,11 +205,18 @@ class FaceCropStage:
         return out
 
 
-def _batch_size(batch_size: int | None, device: torch.device, accelerated: int = 16) -> int:
-    """Batching pays off on GPUs; on CPUs one instance per call was faster (bench/bench_faces.py)."""
+# Faces per call on the CPU with --compile: 8 faces per image, FDF256 compiled, were 1.47x / 1.64x
+# faster per face at batch 8 than at 1 (batch 4: 1.36x / 1.08x) in two runs of bench/bench_speed.py
+# --batching (2-core CPU, load average ~6). Eager stays at 1: on a quiet machine batching was ~30%
+# slower there (bench/bench_faces.py). Bodies were not re-measured.
+CPU_COMPILED_FACE_BATCH = 8
+
+
+def _batch_size(batch_size: int | None, device: torch.device, accelerated: int = 16, cpu: int = 1) -> int:
+    """Batching pays off on GPUs; on CPUs one instance per call was faster eagerly (bench/bench_faces.py)."""
     if batch_size is not None:
         return batch_size
-    return accelerated if device.type in ("cuda", "mps") else 1
+    return accelerated if device.type in ("cuda", "mps") else cpu
 
 
 def _device_of(generator: Generator, image: torch.Tensor) -> torch.device:
@@ -243,10 +252,13 @@ def latents(generator: Generator, seeds: list[int], options: SynthesisOptions, d
 
 
 def _generate(generator: Generator, img, mask, latent, conditions, options: SynthesisOptions, device) -> torch.Tensor:
-    """Run the generator (fp16 autocast on CUDA with --amp) and map to float [0, 255]."""
-    use_amp = options.amp and device.type == "cuda"
-    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-        generated = generator(img, mask, latent, **conditions)
+    """Run the generator in the run's precision (fp16 autocast on CUDA with --amp), compiled with
+    --compile (:mod:`dp2.generation.compile`), and map to float [0, 255]."""
+    from .generation.compile import resolve_precision, run_generator
+
+    precision = resolve_precision(options.precision, amp=options.amp, device=device)
+    generated = run_generator(generator, img, mask, latent, conditions, precision=precision,
+                              compile=options.compile, background=options.compile_in_background)
     return ((generated.float() + 1) / 2).clamp(0, 1) * 255
 
 

@@ -28,12 +28,22 @@ class SynthesisOptions:
     Attributes:
         truncation_value: ``-t``: 0 = average identity (DP2's default), 1 = untruncated.
         multi_modal_truncation: ``--mt``: truncate towards a cluster centre instead of ``w_avg``.
-        amp: autocast the generator on CUDA (fp16); no effect on CPU.
+        amp: autocast the generator on CUDA (fp16); no effect on CPU. Used when ``precision`` is None.
+        precision: ``--precision``: ``"fp32"`` (DeepPrivacy2's pixels), ``"bf16"`` or ``"fp16"``
+            (autocast, channels_last); None = the ``amp`` rule (see
+            :func:`dp2.generation.compile.resolve_precision`).
+        compile: ``--compile``: run generators compiled by ``torch.compile`` (inductor, fp32 math;
+            within 1 uint8 level of eager); falls back to eager with one warning.
+        compile_in_background: with ``compile``, compile in a background thread while the
+            generator keeps running eagerly, then switch (``--webcam``: no frozen frames).
     """
 
     truncation_value: float = 0.0
     multi_modal_truncation: bool = False
     amp: bool = True
+    precision: str | None = None
+    compile: bool = False
+    compile_in_background: bool = False
 
 
 
