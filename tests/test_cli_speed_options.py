@@ -62,3 +62,16 @@ def test_classic_configs_never_compile(fixed_config):
 def test_precision_choices_are_checked(fixed_config, tmp_path):
     result = CliRunner().invoke(main, [str(fixed_config), "-i", str(tmp_path), "--precision", "fp64"])
     assert result.exit_code == 2 and "fp64" in result.output and "bf16" in result.output
+
+
+def test_run_options_check_precision_and_compile_like_the_command():
+    from dp2.options import RunUsageError
+
+    assert RunOptions(precision="bf16", compile=False).to_dict()["precision"] == "bf16"
+    assert RunOptions().compile is None  # not given: the input kind decides
+    with pytest.raises(RunUsageError, match="fp64.*not one of"):
+        RunOptions(precision="fp64")
+    with pytest.raises(RunUsageError, match="not a boolean"):
+        RunOptions(compile="yes")
+    with pytest.raises(RunUsageError, match="not a boolean"):
+        RunOptions(resume=None)  # None is only "not given" where that is the default
