@@ -144,6 +144,13 @@ def optimize_for_inference_(model: nn.Module, *, entry: nn.Module | None = None,
     return model
 
 
+def _compile(module: nn.Module) -> Callable | None:
+    """``torch.compile`` with dp2's compile cache, or None (eager, one warning) without a C++ compiler."""
+    from dp2.generation.compile import prepare_compiler
+
+    return torch.compile(module, dynamic=False) if prepare_compiler() else None
+
+
 class CompiledOrEager(nn.Module):
     """``torch.compile(module)`` that falls back to ``module`` itself when compiling fails.
 
@@ -161,8 +168,7 @@ class CompiledOrEager(nn.Module):
         super().__init__()
         self.module = module
         self.name = name
-        compiler = compiler or (lambda m: torch.compile(m, dynamic=False))
-        self._compiled: Callable | None = compiler(module)
+        self._compiled: Callable | None = (compiler or _compile)(module)
         self.failed = False
 
     def forward(self, *args, **kwargs):

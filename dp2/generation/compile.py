@@ -46,7 +46,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["COMPILE_CACHE_ENV_VAR", "PRECISIONS", "compile_cache_dir", "find_cxx_compiler", "resolve_precision",
+__all__ = ["COMPILE_CACHE_ENV_VAR", "PRECISIONS", "compile_cache_dir", "find_cxx_compiler", "prepare_compiler", "resolve_precision",
            "run_generator"]
 
 logger = logging.getLogger(__name__)
@@ -103,8 +103,12 @@ def _warn_once(key: str, message: str, *args) -> None:
     logger.warning(message, *args)
 
 
-def _prepare_compiler() -> bool:
-    """Point inductor at dp2's cache folder; False (with one warning) when nothing can compile."""
+def prepare_compiler() -> bool:
+    """Point inductor at dp2's cache folder; False (with one warning) when nothing can compile.
+
+    Shared by every ``torch.compile`` in dp2 (generators here, detector backbones in
+    :class:`dp2.detection.accel.CompiledOrEager`), so all use one cache and one check.
+    """
     if os.environ.get("TORCHINDUCTOR_CACHE_DIR") is None or os.environ.get(COMPILE_CACHE_ENV_VAR):
         folder = compile_cache_dir()
         try:
@@ -113,7 +117,7 @@ def _prepare_compiler() -> bool:
         except OSError as e:  # inductor then uses its default (a temporary folder)
             logger.debug("compile cache %s not usable (%s); using inductor's default", folder, e)
     if find_cxx_compiler() is None:
-        _warn_once("cxx", "--compile: no C++ compiler found (g++ or $CXX on PATH); generators run eagerly "
+        _warn_once("cxx", "--compile: no C++ compiler found (g++ or $CXX on PATH); models run eagerly "
                           "(slower, same pixels). Install g++ or pass --no-compile to silence this")
         return False
     return True
@@ -162,7 +166,7 @@ def _compiled_forward(generator, precision: str, device: torch.device) -> Callab
         return None
     fn = state.functions.get(precision)
     if fn is None:
-        if not _prepare_compiler():
+        if not prepare_compiler():
             state.failed = True
             return None
         # fp32 inductor, no freezing (freezing=True gave wrong pixels), static shapes (batches are padded).

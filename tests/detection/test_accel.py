@@ -83,6 +83,20 @@ def test_compile_failure_falls_back_to_eager_with_one_warning():
     assert list(wrapped.state_dict()) == ["module.weight", "module.bias"]
 
 
+def test_without_a_cxx_compiler_detectors_run_eagerly_through_the_shared_check(monkeypatch, tmp_path):
+    """Detector backbones use the generators' compiler check and cache folder (one mechanism)."""
+    from dp2.generation import compile as gen_compile
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # restored after the test (the check sets it)
+    monkeypatch.setenv("DP2_COMPILE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(gen_compile, "find_cxx_compiler", lambda: None)
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("compiled without a compiler"))
+    lin = nn.Linear(3, 2)
+    wrapped = CompiledOrEager(lin, name="the test module")
+    x = torch.randn(4, 3)
+    assert torch.equal(wrapped(x), lin(x)) and (tmp_path / "cache").is_dir()
+
+
 # ------------------------------------------------------------------ Mask R-CNN, random weights
 
 SIZE_HW = (160, 224)
