@@ -16,6 +16,10 @@ warm-up, load average printed:
   channels-last only for CSE, where it is opt-in;
 * ``bf16``: ``optimize=True, precision="bf16"`` (opt-in).
 
+Each stage's GFLOP (counted on one eager call) and its floor, GFLOP / the machine's best 3x3
+convolution rate in fp32 and bf16 (``bench/roofline.py``), are printed beside the times: a
+target below the floor needs less arithmetic, not faster code.
+
 ``default`` is what a plain ``FB_cse_mask_face.py`` run uses: optimized Mask R-CNN and DSFD,
 eager CSE (its golden stages stay exact only that way).
 
@@ -35,6 +39,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from roofline import peaks  # noqa: E402
 
 from dp2.detection.accel import inference_autocast  # noqa: E402
 from dp2.detection.cse import CSEConfig, CSEDetector, build_cse_model  # noqa: E402
@@ -116,11 +123,30 @@ def build_detectors(variant: str, models: dict) -> dict:
 
 # ----------------------------------------------------------------------------- stage timers
 
+_COUNT_FLOPS = False  # set by count_stage_gflop: _timed records GFLOP instead of seconds
+
+
 def _timed(out: dict, key: str, fn, *args):
+    if _COUNT_FLOPS:
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as counter:
+            result = fn(*args)
+        out[key] = counter.get_total_flops() / 1e9
+        return result
     t = time.perf_counter()
     result = fn(*args)
     out[key] = time.perf_counter() - t
     return result
+
+
+def count_stage_gflop(stage_fn, det, image: torch.Tensor) -> dict:
+    """GFLOP of each stage of ``stage_fn(det, image)`` (one call, counted, not timed)."""
+    global _COUNT_FLOPS
+    _COUNT_FLOPS = True
+    try:
+        return stage_fn(det, image)
+    finally:
+        _COUNT_FLOPS = False
 
 
 @torch.no_grad()
@@ -231,12 +257,18 @@ def detection_table(quick: bool, *, repeats: int | None = None, threads: int = 2
             if rnd:
                 full_runs[name].append(r)
         loads.append(os.getloadavg()[0])
+    gflop = {k: count_stage_gflop(fn, detectors["eager"][k], image) for k, fn in stage_fns.items()}
+    peak = peaks()
 
     lines = [f"Detection on a {SIZE_HW[1]}x{SIZE_HW[0]} image, {PERSONS} persons, {threads} threads, "
              f"median of {repeats} alternating rounds after a warm-up; load average per round "
              f"{', '.join(f'{x:.1f}' for x in loads)}.", "",
-             "| model | stage | eager s | optimized s | bf16 s | default | default vs eager | bf16 vs eager |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"GFLOP counted on one eager call; floors = GFLOP / this machine's 3x3 convolution peak "
+             f"(fp32 {peak['fp32']:.0f}, bf16 {peak['bf16']:.0f} GFLOP/s, bench/roofline.py): no variant computing the "
+             f"same arithmetic runs faster.", "",
+             "| model | stage | eager s | optimized s | bf16 s | default | default vs eager | bf16 vs eager "
+             "| GFLOP | fp32 floor s | bf16 floor s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     names = {"maskrcnn": "Mask R-CNN v2", "cse": "CSE R-101", "dsfd": "DSFD R-152"}
     for k in stage_fns:
         keys = [s for s in runs[("eager", k)][0] if s != "persons"]
@@ -249,20 +281,29 @@ def detection_table(quick: bool, *, repeats: int | None = None, threads: int = 2
                 med[v] = (statistics.median(sum(r[s] for s in keys) for r in rs) if stage == "sum"
                           else _median(rs, stage))
             d = DEFAULT[k]
+            g = sum(gflop[k][s] for s in keys) if stage == "sum" else gflop[k][stage]
             lines.append(f"| {names[k]} | {stage} | {med['eager']:.3f} | {med['optimized']:.3f} | {med['bf16']:.3f} | "
-                         f"{d} | {med['eager'] / med[d]:.2f}x | {med['eager'] / med['bf16']:.2f}x |")
+                         f"{d} | {med['eager'] / med[d]:.2f}x | {med['eager'] / med['bf16']:.2f}x "
+                         f"| {g:.1f} | {g / peak['fp32']:.3f} | {g / peak['bf16']:.3f} |")
     persons = {v: runs[(v, "maskrcnn")][0].get("persons") for v in VARIANTS}
     cse_persons = {v: runs[(v, "cse")][0].get("persons") for v in VARIANTS if runs[(v, "cse")]}
     lines += ["", f"Persons found: Mask R-CNN {persons}, CSE {cse_persons}.", "",
               "Full `FB_cse_mask_face.py` detection (`FullBodyDetector` with all three detectors), s per image:", "",
-              "| stage | eager | default | bf16 | default vs eager | bf16 vs eager |", "|---|---|---|---|---|---|"]
-    for stage in ("Mask R-CNN", "CSE", "DSFD", "combine", "total"):
-        med = {n: _median(full_runs[n], stage) for n in full_sets}
+              "| stage | eager | default | bf16 | default vs eager | bf16 vs eager | fp32 floor | bf16 floor |",
+              "|---|---|---|---|---|---|---|---|"]
+    total = {"Mask R-CNN": gflop["maskrcnn"], "CSE": gflop["cse"], "DSFD": gflop["dsfd"]}
+    total = {name: sum(v for key, v in g.items() if key != "persons") for name, g in total.items()}
+    total["combine"] = 0.0
+    total["total"] = total["Mask R-CNN"] + total["CSE"] + total["DSFD"]
+    total["Mask R-CNN + CSE"] = total["Mask R-CNN"] + total["CSE"]
+    for stage in ("Mask R-CNN", "CSE", "DSFD", "combine", "total", "Mask R-CNN + CSE"):
+        if stage == "Mask R-CNN + CSE":
+            med = {n: _median(full_runs[n], "Mask R-CNN") + _median(full_runs[n], "CSE") for n in full_sets}
+        else:
+            med = {n: _median(full_runs[n], stage) for n in full_sets}
         lines.append(f"| {stage} | {med['eager']:.3f} | {med['default']:.3f} | {med['bf16']:.3f} | "
-                     f"{med['eager'] / med['default']:.2f}x | {med['eager'] / med['bf16']:.2f}x |")
-    mc = {n: _median(full_runs[n], "Mask R-CNN") + _median(full_runs[n], "CSE") for n in full_sets}
-    lines.append(f"| Mask R-CNN + CSE | {mc['eager']:.3f} | {mc['default']:.3f} | {mc['bf16']:.3f} | "
-                 f"{mc['eager'] / mc['default']:.2f}x | {mc['eager'] / mc['bf16']:.2f}x |")
+                     f"{med['eager'] / med['default']:.2f}x | {med['eager'] / med['bf16']:.2f}x "
+                     f"| {total[stage] / peak['fp32']:.3f} | {total[stage] / peak['bf16']:.3f} |")
     return "\n".join(lines)
 
 

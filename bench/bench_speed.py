@@ -20,6 +20,11 @@ compile cache (a temporary folder); ``warm`` compiles again in this process afte
 (~/.cache/dp2/inductor), less its imports. ``--quick`` uses the persistent cache instead of an
 empty one (cold the first time on a machine, warm after) and measures ``warm`` for fp32 only.
 
+The hardware floor (``bench/roofline.py``): each stage's GFLOP per instance (counted on the
+eager fp32 call), the best 3x3 convolution GFLOP/s this machine gives in fp32 and bf16, each
+variant's share of that peak, and per model the floor ``GFLOP / peak`` that no variant computing
+the same arithmetic can beat.
+
 ``--batching`` adds the face stage with 8 faces per image at batch 1, 4 and 8, eager and
 compiled (the measurement behind the CPU batch-size default).
 
@@ -44,6 +49,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from roofline import count_gflop, floor_seconds, peaks  # noqa: E402
 
 VARIANTS = [("eager fp32", "fp32", False), ("compiled fp32", "fp32", True),
             ("eager bf16", "bf16", False), ("compiled bf16", "bf16", True)]
@@ -136,27 +143,44 @@ def bench_model(kind: str, n: int, batch_size: int, repeats: int, device, quick:
             rows[name]["warm"], _ = run_once(stage, image, dets, precision, compiled, device)
     ref = rows[variants[0][0]]["out"]
     base = statistics.median(rows[variants[0][0]]["times"])
+    gflop = count_gflop(run_once, rows[variants[0][0]]["stage"], image, dets, "fp32", False, device) / n
     result = []
     for name, _, _ in variants:
         r = rows[name]
         med = statistics.median(r["times"])
         mx, mean, share = _diff(r["out"], ref, image.cpu().numpy())
         result.append(dict(kind=kind, name=r["name"], per=med / n, speedup=base / med, max=mx, mean=mean,
-                           share=share, cold=r["first"] - med if r["compiled"] else None,
+                           share=share, gflop=gflop, precision=r["precision"],
+                           cold=r["first"] - med if r["compiled"] else None,
                            warm=r["warm"] - med if "warm" in r else None))
     return result
 
 
-def print_table(rows: list[dict], unit: dict[str, str], cold_label: str) -> None:
+def print_table(rows: list[dict], unit: dict[str, str], cold_label: str, peak: dict[str, float] | None = None) -> None:
+    """The stage table; with ``peak`` (GFLOP/s per precision, :func:`roofline.peaks`) also each
+    variant's share of the machine's convolution peak and, per model, the floor it cannot beat."""
     header = (f"{'model':8s} {'variant':16s} {'s/inst':>7s} {'vs eager':>8s} {'max diff':>8s} {'mean':>6s} "
               f"{'>2 lvl':>7s} {'first call ' + cold_label:>18s} {'first call warm':>16s}")
+    if peak:
+        header += f" {'GFLOP/s':>8s} {'of peak':>7s}"
     print(header)
     print("-" * len(header))
     for r in rows:
         cold = "" if r["cold"] is None else f"+{r['cold']:.1f} s"
         warm = "" if r["warm"] is None else f"+{r['warm']:.1f} s"
+        roof = ""
+        if peak and r["precision"] in peak:
+            rate = r["gflop"] / r["per"]
+            roof = f" {rate:8.0f} {100 * rate / peak[r['precision']]:6.0f}%"
         print(f"{r['kind']:8s} {r['name']:16s} {r['per']:7.3f} {r['speedup']:7.2f}x {r['max']:8d} {r['mean']:6.2f} "
-              f"{100 * r['share']:6.2f}% {cold:>18s} {warm:>16s}   ({unit[r['kind']]})")
+              f"{100 * r['share']:6.2f}% {cold:>18s} {warm:>16s}{roof}   ({unit[r['kind']]})")
+    if peak:
+        print(f"\nFloors (GFLOP per instance / the 3x3 convolution peak: fp32 {peak['fp32']:.0f}, "
+              f"bf16 {peak['bf16']:.0f} GFLOP/s; no variant that computes the same arithmetic can beat them):")
+        for kind in dict.fromkeys(r["kind"] for r in rows):
+            r = next(r for r in rows if r["kind"] == kind)
+            print(f"  {kind:8s} {r['gflop']:6.1f} GFLOP: fp32 >= {floor_seconds(r['gflop'], peak['fp32']):.3f} s, "
+                  f"bf16 >= {floor_seconds(r['gflop'], peak['bf16']):.3f} s ({unit[kind]})")
 
 
 def bench_batching(repeats: int, device) -> None:
@@ -230,8 +254,9 @@ def main() -> None:
     for kind in args.kinds:
         rows += bench_model(kind, 1, 1, repeats, device, args.quick)
     if rows:
+        peak = peaks()
         print(f"\nGenerative stages, one instance, {device}; {_load()}")
-        print_table(rows, unit, cold_label)
+        print_table(rows, unit, cold_label, peak)
     if args.batching:
         bench_batching(repeats, device)
     if torch.cuda.is_available():
