@@ -145,6 +145,35 @@ def test_full_forward_with_random_weights(random_weights_dir, isolated_weights, 
     assert det.model.roi_heads.score_thresh == 0.99
 
 
+@torch.no_grad()
+def test_masks_are_computed_for_persons_only_and_persons_are_unchanged():
+    """keep_only_class_: the mask head sees the person detections only, which stay exactly those
+    of the unfiltered model (boxes, scores, masks); the other classes are gone."""
+    import copy
+
+    torch.manual_seed(0)
+    model = build_maskrcnn_v2(min_size=SIZE_HW[0], max_size=SIZE_HW[1])
+    _force_heads(model, COCO_PERSON_LABEL)
+    model.roi_heads.box_predictor.cls_score.bias[3] = 10.0  # every proposal is also a car (p ~0.5 each)
+    model.roi_heads.box_predictor.bbox_pred.weight.mul_(1e-2)
+    filtered = mr.keep_only_class_(copy.deepcopy(model))
+    seen = {}
+
+    def count(name):
+        return lambda _m, args: seen.__setitem__(name, args[0].shape[0])
+
+    model.roi_heads.mask_head.register_forward_pre_hook(count("all"))
+    filtered.roi_heads.mask_head.register_forward_pre_hook(count("persons"))
+    x = torch.rand(3, *SIZE_HW, generator=torch.Generator().manual_seed(1))
+    ref, out = model([x])[0], filtered([x])[0]
+    is_person = ref["labels"] == COCO_PERSON_LABEL
+    assert 0 < int(is_person.sum()) < len(ref["labels"]), "the case needs both persons and cars"
+    assert bool((out["labels"] == COCO_PERSON_LABEL).all())
+    for key in ("boxes", "scores", "masks"):
+        torch.testing.assert_close(out[key], ref[key][is_person], rtol=0, atol=1e-6)
+    assert seen == {"all": len(ref["labels"]), "persons": int(is_person.sum())}
+
+
 def test_random_weights_fail_the_sha256_check(random_weights_dir, isolated_weights, monkeypatch):
     monkeypatch.delenv("DP2_VERIFY_WEIGHTS", raising=False)
     det = MaskRCNNPersonDetector(weights_dir=random_weights_dir, download=False, device="cpu")
