@@ -25,11 +25,12 @@ eager fp32 call), the best 3x3 convolution GFLOP/s this machine gives in fp32 an
 variant's share of that peak, and per model the floor ``GFLOP / peak`` that no variant computing
 the same arithmetic can beat.
 
-``--batching`` adds the face stage with 8 faces per image at batch 1, 4 and 8, eager and
-compiled (the measurement behind the CPU batch-size default).
+``--batching`` adds the face stage with 8 faces per image at batch 1, 4 and 8, and the FDH-CSE
+person stage with 4 persons at batch 1, 2 and 4, eager and compiled (the measurements behind the
+CPU batch-size defaults).
 
-When ``bench/bench_detection_speed.py`` exists, its table (full-body detection per stage) is
-printed too. A CUDA table (fp16/bf16 at batch 1 and 16) is printed when a GPU is available.
+Then bench/bench_detection_speed.py's tables (full-body detection per stage, with floors) are
+printed (``--no-detection`` skips them). A CUDA table (fp16/bf16 at batch 1 and 16) is printed when a GPU is available.
 
 Usage: python bench/bench_speed.py [--quick] [--repeats 5] [--kinds fdf256 fdh_cse] [--threads 2] [--batching]
 """
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import os
 import statistics
 import sys
@@ -183,46 +183,41 @@ def print_table(rows: list[dict], unit: dict[str, str], cold_label: str, peak: d
                   f"bf16 >= {floor_seconds(r['gflop'], peak['bf16']):.3f} s ({unit[kind]})")
 
 
-def bench_batching(repeats: int, device) -> None:
-    """Face stage, 8 independent faces: s/face at batch 1, 4, 8, eager and compiled fp32."""
+BATCHING = {"fdf256": (8, (1, 4, 8), "face"), "fdh_cse": (4, (1, 2, 4), "person")}
+
+
+def bench_batching(repeats: int, device, kinds=("fdf256", "fdh_cse")) -> None:
+    """Per instance, eager and compiled fp32, at several batch sizes: 8 faces per image at batch
+    1, 4, 8 (FDF256) and 4 persons per image at batch 1, 2, 4 (FDH-CSE)."""
     import torch
 
-    G, factory, image, dets = build_case("fdf256", 8, device)
-    cases = [(b, c) for b in (1, 4, 8) for c in (False, True)]
-    stages = {case: factory(G, case[0]) for case in cases}
-    times = {case: [] for case in cases}
-    for case in cases:
-        first, _ = run_once(stages[case], image, dets, "fp32", case[1], device)
-        print(f"  batch {case[0]} {'compiled' if case[1] else 'eager'}: first call {first:.1f} s", flush=True)
-    for _ in range(repeats):
+    for kind in kinds:
+        n, batches, what = BATCHING[kind]
+        G, factory, image, dets = build_case(kind, n, device)
+        cases = [(b, c) for b in batches for c in (False, True)]
+        stages = {case: factory(G, case[0]) for case in cases}
+        times = {case: [] for case in cases}
         for case in cases:
-            times[case].append(run_once(stages[case], image, dets, "fp32", case[1], device)[0])
-    base = {c: statistics.median(times[(1, c)]) for c in (False, True)}
-    print(f"\nFDF256 face stage, 8 faces per image, fp32, {device} ({torch.get_num_threads()} threads), "
-          f"median of {repeats}; {_load()}")
-    print(f"{'batch':>5s} {'eager s/face':>13s} {'vs batch 1':>10s} {'compiled s/face':>16s} {'vs batch 1':>10s}")
-    for b in (1, 4, 8):
-        e, c = statistics.median(times[(b, False)]), statistics.median(times[(b, True)])
-        print(f"{b:5d} {e / 8:13.3f} {base[False] / e:9.2f}x {c / 8:16.3f} {base[True] / c:9.2f}x")
+            first, _ = run_once(stages[case], image, dets, "fp32", case[1], device)
+            print(f"  {kind} batch {case[0]} {'compiled' if case[1] else 'eager'}: first call {first:.1f} s", flush=True)
+        for _ in range(repeats):
+            for case in cases:
+                times[case].append(run_once(stages[case], image, dets, "fp32", case[1], device)[0])
+        base = {c: statistics.median(times[(1, c)]) for c in (False, True)}
+        print(f"\n{kind}, {n} {what}s per image, fp32, {device} ({torch.get_num_threads()} threads), "
+              f"median of {repeats}; {_load()}")
+        print(f"{'batch':>5s} {'eager s/' + what:>15s} {'vs batch 1':>10s} {'compiled s/' + what:>18s} {'vs batch 1':>10s}")
+        for b in batches:
+            e, c = statistics.median(times[(b, False)]), statistics.median(times[(b, True)])
+            print(f"{b:5d} {e / n:15.3f} {base[False] / e:9.2f}x {c / n:18.3f} {base[True] / c:9.2f}x")
 
 
-def detection_table(quick: bool) -> None:
-    try:
-        module = importlib.import_module("bench_detection_speed")
-    except ImportError:
-        print("\nFull-body detection (FB_cse_mask_face.py, 1024-px image, 3 persons): "
-              "bench/bench_detection_speed.py is not in this checkout; its table prints here once it is.")
-        return
-    for name in ("print_table", "detection_table", "table", "main_table"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            print()
-            try:
-                fn(quick=quick)
-            except TypeError:
-                fn()
-            return
-    print("\nbench/bench_detection_speed.py has no print_table()/table() function to call")
+def detection_table(quick: bool, threads: int) -> None:
+    """Print bench/bench_detection_speed.py's tables (full-body detection per stage)."""
+    from bench_detection_speed import detection_table as table
+
+    print()
+    print(table(quick, threads=threads), flush=True)
 
 
 def main() -> None:
@@ -231,7 +226,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per variant (default 5, quick 3)")
     parser.add_argument("--kinds", nargs="*", default=["fdf256", "fdh_cse"], help="none: skip the stage table")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batching", action="store_true", help="also faces at batch 1, 4, 8")
+    parser.add_argument("--batching", action="store_true", help="also faces at batch 1, 4, 8 and persons at 1, 2, 4")
     parser.add_argument("--no-detection", action="store_true", help="skip the detection table")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 5)
@@ -258,7 +253,7 @@ def main() -> None:
         print(f"\nGenerative stages, one instance, {device}; {_load()}")
         print_table(rows, unit, cold_label, peak)
     if args.batching:
-        bench_batching(repeats, device)
+        bench_batching(repeats, device, [k for k in args.kinds if k in BATCHING] or list(BATCHING))
     if torch.cuda.is_available():
         cuda = torch.device("cuda")
         variants = [("eager fp32", "fp32", False), ("eager fp16", "fp16", False), ("eager bf16", "bf16", False),
@@ -272,7 +267,7 @@ def main() -> None:
     else:
         print("\nCUDA table (fp16/bf16 at batch 1 and 16): not measured, no GPU available on this machine.")
     if not args.no_detection:
-        detection_table(args.quick)
+        detection_table(args.quick, args.threads)
     print(f"\ntotal {time.perf_counter() - start:.0f} s; {_load()}")
 
 

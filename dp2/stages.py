@@ -208,7 +208,9 @@ class FaceCropStage:
 # Faces per call on the CPU with --compile: 8 faces per image, FDF256 compiled, were 1.47x / 1.64x
 # faster per face at batch 8 than at 1 (batch 4: 1.36x / 1.08x) in two runs of bench/bench_speed.py
 # --batching (2-core CPU, load average ~6). Eager stays at 1: on a quiet machine batching was ~30%
-# slower there (bench/bench_faces.py). Bodies were not re-measured.
+# slower there (bench/bench_faces.py). Bodies stay at 1 on the CPU, compiled or not: 4 FDH-CSE
+# persons per image at batch 2 / 4 were 0.98x / 0.92x per person compiled and 0.81x / 0.62x eager
+# (bench_speed.py --batching, idle 2-core CPU, load average ~2).
 CPU_COMPILED_FACE_BATCH = 8
 
 
