@@ -119,6 +119,28 @@ def test_detector_end_to_end_tiny(tiny_weights):
     assert len(det(torch.zeros(3, 0, 5, dtype=torch.uint8))) == 0
 
 
+@torch.no_grad()
+def test_no_box_skips_the_decoder():
+    """The whole-image decoder only feeds the per-box heads: with no box it does not run (unless
+    a trace asks for its output), and the empty results have the usual shapes and dtype."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, decoder_num_classes=64)  # ASPP's pooled branch: 2 values per norm group
+    model = build_cse_model(cfg).eval()
+    calls = []
+    model.roi_heads.decoder.register_forward_hook(lambda *_: calls.append(1))
+    features = model.backbone(torch.randn(1, 3, 64, 96))
+    segm, embed = model.roi_heads.forward_densepose(features, torch.zeros(0, 4))
+    assert calls == []
+    s = cfg.heatmap_size
+    assert segm.shape == (0, cfg.num_coarse_segm_channels, s, s) and embed.shape == (0, cfg.embed_size, s, s)
+    assert segm.dtype == embed.dtype == torch.float32
+    trace = {}
+    model.roi_heads.forward_densepose(features, torch.zeros(0, 4), trace)
+    assert calls == [1] and "decoder_out" in trace
+    segm, embed = model.roi_heads.forward_densepose(features, torch.tensor([[4.0, 4.0, 40.0, 60.0]]))
+    assert calls == [1, 1] and segm.shape[0] == embed.shape[0] == 1
+
+
 def test_detector_argument_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="score_threshold"):
         CSEDetector(score_threshold=1.5)

@@ -277,12 +277,20 @@ class CSEROIHeads(nn.Module):
 
     def forward_densepose(self, features: dict[str, torch.Tensor], boxes: torch.Tensor,
                           trace: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Coarse segmentation [N, 2, S, S] and embedding [N, D, S, S] for boxes [N, 4] (resized-input pixels)."""
+        """Coarse segmentation [N, 2, S, S] and embedding [N, D, S, S] for boxes [N, 4] (resized-input pixels).
+
+        Without boxes the whole-image decoder (~140 GFLOP on a 1024-px image, R-101) is skipped:
+        its output only feeds the per-box heads. With ``trace`` it always runs (golden stages).
+        """
         cfg = self.cfg
+        s = cfg.heatmap_size
+        if boxes.shape[0] == 0 and trace is None:
+            like = next(iter(features.values()))
+            return (like.new_zeros((0, cfg.num_coarse_segm_channels, s, s)),
+                    like.new_zeros((0, cfg.embed_size, s, s)))
         decoded = self.decoder(features)
         if trace is not None:
             trace["decoder_out"] = decoded
-        s = cfg.heatmap_size
         if boxes.shape[0] == 0:
             return (decoded.new_zeros((0, cfg.num_coarse_segm_channels, s, s)),
                     decoded.new_zeros((0, cfg.embed_size, s, s)))
