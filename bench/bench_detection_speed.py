@@ -244,6 +244,7 @@ def detection_table(quick: bool, *, repeats: int | None = None, threads: int = 2
     full_sets = {"eager": detectors["eager"], "default": defaults, "bf16": detectors["bf16"]}
     full_runs = {name: [] for name in full_sets}
     loads = []
+    peak = peaks()
     for rnd in range(repeats + 1):  # round 0 is the warm-up
         for v in VARIANTS:
             for k, fn in stage_fns.items():
@@ -258,7 +259,7 @@ def detection_table(quick: bool, *, repeats: int | None = None, threads: int = 2
                 full_runs[name].append(r)
         loads.append(os.getloadavg()[0])
     gflop = {k: count_stage_gflop(fn, detectors["eager"][k], image) for k, fn in stage_fns.items()}
-    peak = peaks()
+    peak = peaks(previous=peak)  # the best of before and after the runs
 
     lines = [f"Detection on a {SIZE_HW[1]}x{SIZE_HW[0]} image, {PERSONS} persons, {threads} threads, "
              f"median of {repeats} alternating rounds after a warm-up; load average per round "

@@ -141,9 +141,8 @@ class FaceCropStage:
     Args:
         generator: a generator with ``imsize`` (square) and ``z_channels``.
         expansion: ``"simple"`` (FDF256, ``face.py``) or ``"fdf128"`` (FDF128, DeepPrivacy1).
-        batch_size: most faces per generator call (1 = DP2's loop); None = 16 on CUDA/MPS and on
-            the CPU 1 eagerly (batching was slower, bench/bench_faces.py) or 8 with --compile
-            (faster there, bench/bench_speed.py --batching; padded batches compile at most 4 shapes).
+        batch_size: most faces per generator call (1 = DP2's loop); None = 16 on CUDA/MPS and 1 on
+            the CPU, eager or compiled (batching was no faster there, see :data:`CPU_BATCH`).
         feather_px: soft paste edge in pixels (0 = DP2's hard paste).
     """
 
@@ -189,8 +188,7 @@ class FaceCropStage:
         write = expand_boxes_by_pixels(boxes, margin)
         device = _device_of(self.generator, image)
         out = image
-        cpu = CPU_COMPILED_FACE_BATCH if options.compile else 1
-        for group in plan_batches(read, write, _batch_size(self.batch_size, device, cpu=cpu)):
+        for group in plan_batches(read, write, _batch_size(self.batch_size, device)):
             idx = torch.tensor(group)
             crops = crop_faces(out, boxes[idx], (side, side), self.expansion,
                                keypoints_xy=None if keypoints is None else keypoints[idx])
@@ -205,20 +203,21 @@ class FaceCropStage:
         return out
 
 
-# Faces per call on the CPU with --compile: 8 faces per image, FDF256 compiled, were 1.47x / 1.64x
-# faster per face at batch 8 than at 1 (batch 4: 1.36x / 1.08x) in two runs of bench/bench_speed.py
-# --batching (2-core CPU, load average ~6). Eager stays at 1: on a quiet machine batching was ~30%
-# slower there (bench/bench_faces.py). Bodies stay at 1 on the CPU, compiled or not: 4 FDH-CSE
-# persons per image at batch 2 / 4 were 0.98x / 0.92x per person compiled and 0.81x / 0.62x eager
-# (bench_speed.py --batching, idle 2-core CPU, load average ~2).
-CPU_COMPILED_FACE_BATCH = 8
+# Instances per generator call on the CPU, faces and bodies, eager or compiled. Measured with
+# bench/bench_speed.py --batching on an idle 2-core CPU (load average ~2), per instance against
+# batch 1: FDF256, 8 faces per image, compiled batch 4 / 8: 0.93x / 1.01x and 0.86x / 0.96x in
+# two runs, eager 0.76x / 0.81x and 0.71x / 0.79x; FDH-CSE, 4 persons, compiled batch 2 / 4:
+# 0.98x / 0.92x, eager 0.81x / 0.62x. (An earlier 1.5x for compiled batch 8 came from a machine
+# at load average ~6 and did not hold on a quiet one.) Batch 1 also compiles one shape, not four,
+# and never pads a group of 3 or 5 faces to 4 or 8 rows of work.
+CPU_BATCH = 1
 
 
-def _batch_size(batch_size: int | None, device: torch.device, accelerated: int = 16, cpu: int = 1) -> int:
-    """Batching pays off on GPUs; on CPUs one instance per call was faster eagerly (bench/bench_faces.py)."""
+def _batch_size(batch_size: int | None, device: torch.device, accelerated: int = 16) -> int:
+    """Batching pays off on GPUs; on CPUs one instance per call was as fast or faster (:data:`CPU_BATCH`)."""
     if batch_size is not None:
         return batch_size
-    return accelerated if device.type in ("cuda", "mps") else cpu
+    return accelerated if device.type in ("cuda", "mps") else CPU_BATCH
 
 
 def _device_of(generator: Generator, image: torch.Tensor) -> torch.device:
