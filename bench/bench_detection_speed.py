@@ -292,11 +292,9 @@ def detection_table(quick: bool, *, repeats: int | None = None, threads: int = 2
               "Full `FB_cse_mask_face.py` detection (`FullBodyDetector` with all three detectors), s per image:", "",
               "| stage | eager | default | bf16 | default vs eager | bf16 vs eager | fp32 floor | bf16 floor |",
               "|---|---|---|---|---|---|---|---|"]
-    total = {"Mask R-CNN": gflop["maskrcnn"], "CSE": gflop["cse"], "DSFD": gflop["dsfd"]}
-    total = {name: sum(v for key, v in g.items() if key != "persons") for name, g in total.items()}
-    total["combine"] = 0.0
-    total["total"] = total["Mask R-CNN"] + total["CSE"] + total["DSFD"]
-    total["Mask R-CNN + CSE"] = total["Mask R-CNN"] + total["CSE"]
+    work = {k: sum(v for key, v in gflop[k].items() if key != "persons") for k in stage_fns}
+    total = {"Mask R-CNN": work["maskrcnn"], "CSE": work["cse"], "DSFD": work["dsfd"], "combine": 0.0,
+             "total": sum(work.values()), "Mask R-CNN + CSE": work["maskrcnn"] + work["cse"]}
     for stage in ("Mask R-CNN", "CSE", "DSFD", "combine", "total", "Mask R-CNN + CSE"):
         if stage == "Mask R-CNN + CSE":
             med = {n: _median(full_runs[n], "Mask R-CNN") + _median(full_runs[n], "CSE") for n in full_sets}

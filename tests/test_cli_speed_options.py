@@ -75,3 +75,40 @@ def test_run_options_check_precision_and_compile_like_the_command():
         RunOptions(compile="yes")
     with pytest.raises(RunUsageError, match="not a boolean"):
         RunOptions(resume=None)  # None is only "not given" where that is the default
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_cpu_generates_one_instance_per_call(monkeypatch, compiled):
+    """On the CPU the face and body stages hand the generator one instance per call, compiled or
+    not (dp2.stages.CPU_BATCH: batching was no faster there); the generator itself is not run."""
+    import torch
+
+    import dp2.stages as stages
+    from dp2.detection.full_body import prepare_bodies
+    from dp2.generation.base import SynthesisOptions
+    from dp2.generation.build import build_generator
+    from dp2.structures import FaceDetections
+
+    rows = []
+
+    def fake_generate(generator, img, mask, latent, conditions, options, device):
+        rows.append(img.shape[0])
+        return torch.zeros_like(img)
+
+    monkeypatch.setattr(stages, "_generate", fake_generate)
+    options = SynthesisOptions(compile=compiled)
+    seeds = iter(range(100)).__next__
+    image = torch.zeros(3, 200, 700, dtype=torch.uint8)
+    boxes = torch.tensor([[20 + 130 * i, 40, 80 + 130 * i, 100] for i in range(5)])  # far apart
+    faces = FaceDetections(boxes_xyxy=boxes, scores=torch.ones(5), image_size_hw=(200, 700))
+    stages.FaceCropStage(generator=build_generator("fdf128", mini=True)).anonymize(
+        image, faces, next_seed=seeds, options=options)
+    assert rows == [1] * 5
+    rows.clear()
+    masks = torch.zeros(3, 200, 700, dtype=torch.bool)
+    for i in range(3):
+        masks[i, 20:180, 40 + 220 * i:120 + 220 * i] = True
+    bodies = prepare_bodies(masks, torch.ones(3), (200, 700))
+    stages.BodyCropStage(generator=build_generator("fdh_nocse", mini=True)).anonymize(
+        image, bodies, next_seed=seeds, options=options)
+    assert rows == [1] * 3

@@ -283,17 +283,13 @@ class CSEROIHeads(nn.Module):
         its output only feeds the per-box heads. With ``trace`` it always runs (golden stages).
         """
         cfg = self.cfg
-        s = cfg.heatmap_size
-        if boxes.shape[0] == 0 and trace is None:
-            like = next(iter(features.values()))
+        if trace is not None:
+            trace["decoder_out"] = self.decoder(features)
+        if boxes.shape[0] == 0:
+            s, like = cfg.heatmap_size, next(iter(features.values()))
             return (like.new_zeros((0, cfg.num_coarse_segm_channels, s, s)),
                     like.new_zeros((0, cfg.embed_size, s, s)))
-        decoded = self.decoder(features)
-        if trace is not None:
-            trace["decoder_out"] = decoded
-        if boxes.shape[0] == 0:
-            return (decoded.new_zeros((0, cfg.num_coarse_segm_channels, s, s)),
-                    decoded.new_zeros((0, cfg.embed_size, s, s)))
+        decoded = trace["decoder_out"] if trace is not None else self.decoder(features)
         pooled = multilevel_roi_align([decoded], boxes, [cfg.decoder_common_stride], cfg.dp_pooler_resolution,
                                       cfg.dp_pooler_sampling_ratio)
         head = self.densepose_head(pooled)
